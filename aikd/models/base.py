@@ -1,0 +1,32 @@
+"""Common interface of every classification backbone, so methods (FRSKD, Recall@1) never special-case a model."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def global_average_pool(x: Tensor) -> Tensor:
+    """Adaptive global average pooling to a (B, C) vector; adaptive so 8x8 inputs work (SPEC D23)."""
+    return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+
+class Backbone(nn.Module):
+    """A classifier split into stages and a head: `forward(x) == forward_head(forward_features(x))`.
+
+    Subclasses set `stage_channels` (channels of each `forward_features` output) and implement
+    `forward_features` (raw stage outputs, no extra activation) and `forward_head` (everything after the stages).
+    """
+
+    stage_channels: list[int]
+
+    def forward_features(self, x: Tensor) -> list[Tensor]:
+        raise NotImplementedError
+
+    def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))

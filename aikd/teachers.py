@@ -1,0 +1,93 @@
+"""Phase-1 teacher store: one CE baseline S_sup per (dataset, split, model, recipe, seed), trained once.
+
+Concurrent callers (trials, Ray tasks, processes) serialise on a file lock: the first trains, the others wait
+and load. A checksum beside the weights makes a truncated or corrupt file get retrained, never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+
+# Keys that do not change the trained weights, so they stay out of the store key.
+_IRRELEVANT = ("device", "data.root", "data.download", "data.num_workers", "data.eval_batch_size", "teacher.",
+               "metrics.", "debug.", "method.", "critic.")
+
+
+def teacher_root(cfg) -> Path:
+    root = cfg.teacher.root or os.environ.get("AIKD_TEACHERS") or Path.home() / ".cache" / "aikd" / "teachers"
+    return Path(root)
+
+
+def teacher_key(cfg) -> str:
+    tc = cfg.teacher_config().to_dict()
+    kept = {k: v for k, v in sorted(tc.items()) if not any(k == p or k.startswith(p) for p in _IRRELEVANT)}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def teacher_path(cfg) -> Path:
+    tc = cfg.teacher_config()
+    return teacher_root(cfg) / f"{tc.data.dataset}-{tc.model.name}-s{tc.seed}-{teacher_key(cfg)}.pt"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load_checked(path: Path, tc):
+    """The teacher model if the file matches its recorded checksum, else None."""
+    meta_path = path.with_suffix(".json")
+    if not path.exists() or not meta_path.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("sha256") != _sha256(path):
+            return None
+        from aikd.train import build_model
+        model = build_model(tc, meta["num_classes"])
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model
+    except (OSError, ValueError, KeyError, RuntimeError, EOFError):
+        return None
+
+
+def get_or_train_teacher(cfg, root=None, log=None) -> torch.nn.Module:
+    """Load S_sup for `cfg`, training it with the phase-1 recipe first when the store has no valid copy."""
+    log = log or (lambda msg: None)
+    if root is not None:
+        cfg = cfg.copy()
+        cfg.teacher.root = str(root)
+    tc = cfg.teacher_config()
+    path = teacher_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        model = _load_checked(path, tc)
+        if model is not None:
+            log(f"phase-1 teacher: reusing cached {path}")
+            return model
+        reason = "corrupt or truncated file" if path.exists() else "none cached"
+        log(f"phase-1 teacher: training {tc.model.name} on {tc.data.dataset} for {tc.epochs} epochs "
+            f"({reason}; store {path})")
+        from aikd.train import fit
+        metrics, model = fit(tc, log=lambda m: log(f"  [teacher] {m}"), return_model=True)
+        model = model.cpu()
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save(model.state_dict(), tmp)
+        digest = _sha256(tmp)
+        os.replace(tmp, path)
+        num_classes = next(reversed(model.state_dict().values())).shape[0]
+        meta = {"sha256": digest, "num_classes": int(num_classes), "config": tc.to_dict(), "metrics": metrics}
+        meta_tmp = path.with_suffix(".json.tmp")
+        meta_tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
+        os.replace(meta_tmp, path.with_suffix(".json"))
+        log(f"phase-1 teacher: saved {path} (test error {metrics['test_error']:.2f}%)")
+        return model

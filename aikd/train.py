@@ -1,0 +1,324 @@
+"""The epoch loop: `fit(cfg, callbacks, resume_state)`; knows nothing of who listens (Ray, MLflow, the CLI).
+
+Usage: python -m aikd.train --dataset digits --model resnet18 --epochs 30 --set optim.lr=0.05
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from aikd import metrics as M
+from aikd.config import ConfigError, TrainConfig, all_keys, needs_teacher
+from aikd.data import build_data
+from aikd.methods import create_method
+from aikd.models import create_model
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the run cannot continue meaningfully."""
+
+
+class InjectedCrash(RuntimeError):
+    """A crash asked for by `debug.crash_at_epoch` (fault-tolerance tests)."""
+
+
+def select_device(name: str = "auto") -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
+    kw = {"stem": cfg.model.stem} if cfg.model.name in ("resnet18", "densenet121") else {}
+    return create_model(cfg.model.name, num_classes, **kw)
+
+
+def lr_at(cfg: TrainConfig, epoch: int) -> float:
+    """Epoch-level step schedule lr0 * gamma^#{m <= t} (SPEC 1.8), with the optional linear warm-up."""
+    o = cfg.optim
+    lr = o.lr * o.gamma ** sum(epoch >= m for m in o.milestones)
+    if o.warmup_epochs and epoch < o.warmup_epochs:
+        lr *= (epoch + 1) / (o.warmup_epochs + 1)
+    return lr
+
+
+@torch.no_grad()
+def predict(model, loader, features: bool = False):
+    """Logits (and pooled features) and labels over a whole evaluation split, kept on the device."""
+    model.eval()
+    logits, labels, feats = [], [], []
+    for batch in loader:
+        if features:
+            z, f = model.forward_head(model.forward_features(batch.x), return_pooled=True)
+            feats.append(f.float())
+        else:
+            z = model(batch.x)
+        logits.append(z.float())
+        labels.append(batch.y)
+    out = (torch.cat(logits), torch.cat(labels))
+    return out + (torch.cat(feats),) if features else out
+
+
+def _capture_rng() -> dict:
+    """Global RNG states in types that `torch.load(weights_only=True)` accepts (tensors, ints, lists)."""
+    py = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": [py[0], list(py[1]), py[2]],
+             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _claim_marker(marker: str) -> bool:
+    """True without a marker; with one, only for the run that creates the file (atomic across processes)."""
+    if not marker:
+        return True
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
+class Trainer:
+    """One training run that advances an epoch at a time, so that callers (a Ray trial running several seeds in
+    lockstep, the CLI, `fit`) decide when to report and checkpoint. Every random draw of an epoch comes from
+    generators seeded by (seed, epoch), so runs in one process do not disturb each other.
+    """
+
+    def __init__(self, cfg: TrainConfig, resume_state: dict | None = None, log=None):
+        cfg = cfg.resolved()
+        self.cfg, self.log = cfg, log or (lambda msg: None)
+        self.device = device = select_device(cfg.device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        else:
+            torch.set_flush_denormal(True)  # denormal gradients slow CPU convolutions by >10x
+        teacher = None
+        if needs_teacher(cfg):  # before seeding: training a teacher here must not shift the student's stream
+            from aikd.teachers import get_or_train_teacher
+            teacher = get_or_train_teacher(cfg, log=self.log).to(device)
+        seed_everything(cfg.seed)
+        from aikd.methods.base import _METHODS
+        pair = getattr(_METHODS.get(cfg.method.name), "pair_batches", False)
+        self.data = build_data(cfg, device, pair_sampler=pair)
+        self.model = build_model(cfg, self.data.num_classes).to(device)
+        self.method = create_method(cfg, self.model, self.data, device, teacher=teacher)
+        params = list(self.model.parameters()) + list(self.method.extra_parameters())
+        self.optimizer = torch.optim.SGD(params, lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                                         nesterov=cfg.optim.nesterov and cfg.optim.momentum > 0,
+                                         weight_decay=cfg.optim.weight_decay)
+        self.epoch, self.best_test = 0, math.inf
+        self.history: list[dict] = []
+        if resume_state is not None:
+            self.model.load_state_dict(resume_state["model"])
+            self.optimizer.load_state_dict(resume_state["optimizer"])
+            self.method.load_state_dict(resume_state["method"])
+            self.epoch = resume_state["epoch"]
+            self.best_test = resume_state.get("best_test_error", math.inf)
+            self.history = list(resume_state.get("history", []))
+            _restore_rng(resume_state["rng"])
+
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.cfg.epochs
+
+    def train_epoch(self) -> dict:
+        """Train one epoch, evaluate on val and test; returns that epoch's metrics."""
+        cfg, device, epoch = self.cfg, self.device, self.epoch
+        model, method, optimizer, data = self.model, self.method, self.optimizer, self.data
+        t0 = time.perf_counter()
+        lr = lr_at(cfg, epoch)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        data.train.set_epoch(epoch)
+        method.on_epoch_start(epoch)
+        model.train()
+        sums: dict = defaultdict(lambda: torch.zeros((), device=device))
+        steps = 0
+        use_amp = device.type == "cuda"
+        nan_now = cfg.debug.nan_at_epoch == epoch and _claim_marker(cfg.debug.nan_marker)
+        for batch in data.train:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                out = method.training_step(batch)
+            loss = out["loss"]
+            if nan_now:
+                loss = loss * float("nan")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            for k, v in out.items():  # accumulated on the device: one host sync per epoch, not per step
+                sums[k] += v.detach().float()
+            steps += 1
+        train_stats = {f"train_{k}": (v / max(steps, 1)).item() for k, v in sums.items()}
+        if not math.isfinite(train_stats.get("train_loss", 0.0)):
+            raise NonFiniteLossError(f"non-finite loss at epoch {epoch}: {train_stats['train_loss']}")
+
+        n_bins = cfg.metrics.ece_bins
+        metrics = {"epoch": epoch + 1, "lr": lr, **train_stats}
+        if data.val is not None:
+            z, y = predict(model, data.val)
+            metrics.update({f"val_{k}": v for k, v in M.evaluate_logits(z, y, data.num_classes, n_bins).items()})
+        z, y = predict(model, data.test)
+        metrics.update({f"test_{k}": v for k, v in M.evaluate_logits(z, y, data.num_classes, n_bins).items()})
+        self.best_test = min(self.best_test, metrics["test_error"])
+        metrics["test_error_best"] = self.best_test  # CS-KD's code convention; reported, never used to select
+        metrics["epoch_seconds"] = time.perf_counter() - t0
+        self.history.append(metrics)
+        self.epoch += 1
+        self.log(_epoch_line(metrics))
+        if cfg.debug.crash_at_epoch == epoch and cfg.debug.crash_marker:
+            from pathlib import Path
+            marker = Path(cfg.debug.crash_marker)
+            if not marker.exists():
+                marker.touch()
+                raise InjectedCrash(f"injected crash at epoch {epoch}")
+        return metrics
+
+    def state(self) -> dict:
+        """A snapshot (copied: state_dict tensors alias the live parameters) of all that resume needs."""
+        return copy.deepcopy({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                              "method": self.method.state_dict(), "epoch": self.epoch,
+                              "best_test_error": self.best_test, "history": self.history, "rng": _capture_rng(),
+                              "config": self.cfg.to_dict()})
+
+    def final_metrics(self) -> dict:
+        """The last epoch's metrics plus calibration after temperature scaling."""
+        final = dict(self.history[-1]) if self.history else {}
+        final.pop("epoch_seconds", None)
+        final.update(_calibration(self.cfg, self.model, self.data))
+        return final
+
+    def artifacts(self) -> dict:
+        return _artifacts(self.cfg, self.model, self.data)
+
+
+def fit(cfg: TrainConfig, callbacks=(), resume_state: dict | None = None, log=None, return_model: bool = False):
+    """Train `cfg` to its last epoch; returns the final metrics (errors and ECE in %, F1 as a fraction).
+
+    `resume_state` is a dict produced by the `state_fn` handed to callbacks; the resumed run continues exactly.
+    With `return_model=True` it returns `(metrics, model)` (the teacher store and `--save` need the weights).
+    Callbacks may define `on_epoch_end(epoch, metrics, state_fn)` and `on_fit_end(metrics, artifacts)`.
+    """
+    trainer = Trainer(cfg, resume_state=resume_state, log=log)
+    while not trainer.done:
+        metrics = trainer.train_epoch()
+        for cb in callbacks:
+            if hasattr(cb, "on_epoch_end"):
+                cb.on_epoch_end(trainer.epoch - 1, metrics, trainer.state)
+    final = trainer.final_metrics()
+    if any(hasattr(cb, "on_fit_end") for cb in callbacks):
+        artifacts = trainer.artifacts()
+        for cb in callbacks:
+            if hasattr(cb, "on_fit_end"):
+                cb.on_fit_end(final, artifacts)
+    return (final, trainer.model) if return_model else final
+
+
+def _calibration(cfg, model, data) -> dict:
+    """ECE after temperature scaling: T fitted on val, or 2-fold cross-fitted on test without val (SPEC 9.5)."""
+    z_test, y_test = predict(model, data.test)
+    n_bins = cfg.metrics.ece_bins
+    if data.val is not None:
+        z_val, y_val = predict(model, data.val)
+        t = M.fit_temperature(z_val, y_val)
+        scaled = M.evaluate_logits(z_test / t, y_test, data.num_classes, n_bins)
+        return {"temperature": t, "test_ece_ts": scaled["ece"], "test_nll_ts": scaled["nll"]}
+    cf = M.cross_fit_temperature(z_test, y_test, seed=cfg.data.split_seed, n_bins=n_bins)
+    return {"temperature": float(np.mean(cf["temperatures"])), "test_ece_ts": 100 * cf["ece"],
+            "test_nll_ts": cf["nll"]}
+
+
+def _artifacts(cfg, model, data) -> dict:
+    n_bins = cfg.metrics.ece_bins
+    out = {}
+    for split, loader in (("val", data.val), ("test", data.test)):
+        if loader is not None:
+            z, y = predict(model, loader)
+            out[f"reliability_{split}"] = M.reliability_bins(torch.softmax(z, 1), y, n_bins)
+    return out
+
+
+def _epoch_line(m: dict) -> str:
+    parts = [f"epoch {m['epoch']:>3}", f"lr {m['lr']:.4g}", f"loss {m.get('train_loss', float('nan')):.4f}"]
+    if "val_error" in m:
+        parts.append(f"val_err {m['val_error']:.2f}")
+    parts += [f"test_err {m['test_error']:.2f}", f"test_ece {m['test_ece']:.2f}", f"{m['epoch_seconds']:.1f}s"]
+    return "  ".join(parts)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m aikd.train", description=__doc__.splitlines()[0])
+    p.add_argument("--dataset")
+    p.add_argument("--model")
+    p.add_argument("--method")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--data-root")
+    p.add_argument("--download", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted config override")
+    p.add_argument("--list-keys", action="store_true", help="print every config key and exit")
+    p.add_argument("--save", help="write the trained model's weights to this file")
+    args = p.parse_args(argv)
+    if args.list_keys:
+        print("\n".join(all_keys()))
+        return 0
+    flat = {k: v for k, v in {"data.dataset": args.dataset, "model.name": args.model, "method.name": args.method,
+                              "epochs": args.epochs, "seed": args.seed, "data.root": args.data_root}.items()
+            if v is not None}
+    if args.download:
+        flat["data.download"] = True
+    try:
+        cfg = TrainConfig.from_dict(flat, overrides=args.set).resolved()
+        from aikd.models import list_models
+        if cfg.model.name not in list_models():
+            raise ConfigError(f"model.name={cfg.model.name!r} is not a registered model: "
+                              f"{', '.join(list_models())}")
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"training {cfg.method.name} on {cfg.data.dataset} with {cfg.model.name} for {cfg.epochs} epochs "
+          f"on {select_device(cfg.device)}", flush=True)
+    from aikd.data.datasets import DatasetNotFoundError
+    try:
+        final, model = fit(cfg, log=lambda msg: print(msg, flush=True), return_model=True)
+    except DatasetNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.save:
+        torch.save(model.state_dict(), args.save)
+    print(json.dumps(final, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

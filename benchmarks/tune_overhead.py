@@ -1,0 +1,350 @@
+"""What running trials through `search/run.py` (Ray Tune + Optuna + MLflow) costs over a plain Python loop.
+
+The same trials (digits, resnet18, method baseline: no teacher to train; `--epochs` chosen so one trial trains
+for about 30 s on one core of this machine) run
+
+- through the CLI: `search/run.py --space cskd --searcher tpe --scheduler none --set method.name=baseline
+  --cpus-per-trial 1 --num-cpus C --max-concurrent C`, MLflow on (a SQLite store in a temporary folder);
+- with `--reuse-actors` also through the CLI with Ray Tune's `reuse_actors=True` patched in (the proposal
+  measured; function trainables support it in Ray >= 2.x through `FunctionTrainable.reset_config`);
+- plainly: a fresh `python` process that calls `aikd.train.fit` on the very configurations the CLI's trials ran
+  (read back from the study's trial folders), C at a time in a `ProcessPoolExecutor` (spawned workers,
+  OMP_NUM_THREADS=1 and torch threads = cpus per trial, as Ray gives a 1-CPU trial).
+
+Both are timed from process start to exit. Also measured apart: the CLI's start (its `--dry-run`: imports and
+validation), `ray.init` of a local cluster, the cost of a bare Ray Tune function trial (with and without actor
+reuse, with and without the imports our trial makes) and, from the trial folders, where a trial's time goes.
+Fixed cost per trial = C x wall / trials - mean training time of a trial (sum of its `epoch_seconds`).
+
+    PYTHONPATH=. python benchmarks/tune_overhead.py [--trials 4] [--epochs 7] [--concurrency 2]
+        [--no-reuse-variant] [--no-micro] [--keep]
+
+Last line: `tune_overhead ratio=X.XX` (CLI wall / plain wall; target <= 1.10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from _common import header, median, wait_for_quiet  # noqa: E402
+
+PY = sys.executable
+CLI_ARGS = ["--space", "cskd", "--searcher", "tpe", "--scheduler", "none", "--dataset", "digits",
+            "--model", "resnet18", "--set", "method.name=baseline"]
+
+RAY_MICRO = r"""
+import json, os, sys, tempfile, time
+t0 = time.perf_counter()
+import ray
+from ray import tune
+t_import = time.perf_counter() - t0
+root, cpus, n, conc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+t0 = time.perf_counter()
+ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+         _node_ip_address="127.0.0.1", runtime_env={"env_vars": {"PYTHONPATH": root}})
+t_init = time.perf_counter() - t0
+
+@ray.remote(num_cpus=1)
+def noop():
+    return 1
+
+t0 = time.perf_counter()
+ray.get(noop.remote())
+t_first_task = time.perf_counter() - t0
+
+def trivial(config):
+    tune.report({"x": 1})
+
+def importing(config):  # what a fresh worker imports before our trial can start
+    import aikd.train, trainables.child_run, trainables.kd, trainables.plots  # noqa: F401
+    tune.report({"x": 1})
+
+out = {"import_ray_s": t_import, "ray_init_s": t_init, "first_task_s": t_first_task}
+for name, fn in (("trivial", trivial), ("importing", importing)):
+    for reuse in (False, True):
+        with tempfile.TemporaryDirectory() as d:
+            tuner = tune.Tuner(tune.with_resources(fn, {"cpu": 1}),
+                               tune_config=tune.TuneConfig(num_samples=n, max_concurrent_trials=conc,
+                                                           reuse_actors=reuse),
+                               run_config=tune.RunConfig(storage_path=d, verbose=0))
+            t0 = time.perf_counter()
+            tuner.fit()
+            out[f"{name}_reuse{int(reuse)}_s"] = time.perf_counter() - t0
+t0 = time.perf_counter()
+ray.shutdown()
+out["ray_shutdown_s"] = time.perf_counter() - t0
+print("RESULT " + json.dumps(out))
+"""
+
+IMPORTS = r"""
+import time
+t0 = time.perf_counter()
+import aikd.train, trainables.child_run, trainables.kd, trainables.plots  # noqa: F401
+print("RESULT", time.perf_counter() - t0)
+"""
+
+CLI_REUSE = r"""
+import functools, sys
+import ray.tune
+ray.tune.TuneConfig = functools.partial(ray.tune.TuneConfig, reuse_actors=True)
+from search.run import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+# ---------------------------------------------------------------------------------------------- plain side
+
+def _plain_worker_init(threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+
+
+def _plain_trial(flat: dict) -> dict:
+    from aikd.config import TrainConfig
+    from aikd.train import fit
+
+    class Epochs:
+        def __init__(self):
+            self.seconds = []
+
+        def on_epoch_end(self, epoch, metrics, state_fn):
+            self.seconds.append(metrics["epoch_seconds"])
+
+    t0 = time.perf_counter()
+    cb = Epochs()
+    final = fit(TrainConfig.from_dict(flat).resolved(), callbacks=[cb])
+    return {"wall_s": time.perf_counter() - t0, "epoch_seconds": cb.seconds, "val_error": final.get("val_error")}
+
+
+def plain_main(config_file: str, concurrency: int, threads: int) -> None:
+    """Child process: the plain loop (a pool of `concurrency` processes calling `fit`)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    configs = json.loads(Path(config_file).read_text())
+    with ProcessPoolExecutor(concurrency, mp_context=mp.get_context("spawn"), initializer=_plain_worker_init,
+                             initargs=(threads,)) as pool:
+        results = list(pool.map(_plain_trial, configs))
+    print("RESULT " + json.dumps(results))
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+def _env(threads: int | None = None) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+class TreeCPU:
+    """CPU seconds (user + system) of a process and all its descendants, sampled from /proc every `period` s while
+    it runs (Linux). Ray's raylet does not wait() for its workers, so RUSAGE_CHILDREN misses them; sampling the
+    tree misses at most the last `period` of each process that exits between two samples."""
+
+    def __init__(self, root_pid: int, period: float = 0.25):
+        self.root, self.period = root_pid, period
+        self.seen: dict[tuple[int, int], float] = {}  # (pid, start time) -> CPU seconds last read
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self) -> None:
+        stats = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                # after the command: state ppid ... utime(12) stime(13) ... starttime(20), counted from field 3
+                stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / self.tick, fields[19])
+        tree, frontier = set(), {self.root}
+        while frontier:
+            tree |= frontier
+            frontier = {pid for pid, (ppid, _, _) in stats.items() if ppid in frontier and pid not in tree}
+        for pid in tree:
+            if pid in stats:
+                self.seen[(pid, stats[pid][2])] = stats[pid][1]
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            time.sleep(self.period)
+
+    def start(self) -> TreeCPU:
+        self._thread.start()
+        return self
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return sum(self.seen.values())
+
+
+def _run(cmd: list[str], env=None, label: str = "", cwd=None) -> tuple[float, str, float]:
+    """Run a child process: (wall seconds, stdout, CPU seconds of it and all its descendants). The working directory
+    is the scratch folder (MLflow writes mlartifacts/ and the CLI studies/ into it)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd or ROOT, env=env or _env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    meter = TreeCPU(proc.pid).start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    cpu = meter.stop()
+    if proc.returncode != 0:
+        sys.stderr.write(out[-3000:] + err[-3000:])
+        raise SystemExit(f"{label or cmd[1]} failed with exit code {proc.returncode}")
+    return wall, out, cpu
+
+
+def _result_line(stdout: str):
+    for line in stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise ValueError("no RESULT line in:\n" + stdout[-2000:])
+
+
+def cli_command(args, storage: Path, name: str, reuse: bool) -> list[str]:
+    head = [PY, "-c", CLI_REUSE] if reuse else [PY, str(ROOT / "search" / "run.py")]
+    return [*head, *CLI_ARGS, "--num-samples", str(args.trials), "--max-epochs", str(args.epochs),
+            "--cpus-per-trial", "1", "--num-cpus", str(args.concurrency), "--max-concurrent", str(args.concurrency),
+            "--storage", str(storage), "--name", name, "--mlflow-uri", f"sqlite:///{storage / 'mlflow.db'}",
+            "--seed", "0"]
+
+
+def study_breakdown(study_dir: Path) -> dict:
+    """Per-trial timings from Ray's result.json: first report's overhead, per-epoch report overhead."""
+    from search.report import collect_rows
+    rows = collect_rows(study_dir, 0)
+    first, later, train, configs = [], [], [], []
+    for r in rows:
+        h = r["history"]
+        if not h:
+            continue
+        configs.append(r["config"])
+        train.append(sum(x["epoch_seconds"] for x in h))
+        first.append(h[0]["time_this_iter_s"] - h[0]["epoch_seconds"])
+        later += [x["time_this_iter_s"] - x["epoch_seconds"] for x in h[1:]]
+    return {"configs": configs, "train_s": train, "first_overhead_s": first, "epoch_overhead_s": later}
+
+
+def run_cli(args, storage: Path, name: str, reuse: bool) -> dict:
+    wall, out, cpu = _run(cli_command(args, storage, name, reuse), label="search/run.py", cwd=storage)
+    fit_s = next((float(line.split()[3].rstrip("s")) for line in out.splitlines()
+                  if line.startswith("study finished in")), float("nan"))
+    return {"wall_s": wall, "cpu_s": cpu, "fit_s": fit_s, **study_breakdown(storage / name)}
+
+
+def run_plain(args, configs: list[dict], tmp: Path) -> dict:
+    cfg_file = tmp / "plain_configs.json"
+    cfg_file.write_text(json.dumps(configs))
+    cmd = [PY, str(Path(__file__).resolve()), "--plain-child", str(cfg_file), "--concurrency",
+           str(args.concurrency)]
+    wall, out, cpu = _run(cmd, env=_env(threads=1), label="plain loop")
+    trials = _result_line(out)
+    return {"wall_s": wall, "cpu_s": cpu, "train_s": [sum(t["epoch_seconds"]) for t in trials],
+            "trial_wall_s": [t["wall_s"] for t in trials]}
+
+
+def fixed_per_trial(res: dict, args) -> float:
+    return args.concurrency * res["wall_s"] / args.trials - sum(res["train_s"]) / len(res["train_s"])
+
+
+def _mean(xs) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=7, help="epochs per trial (~30 s of training on one core here)")
+    p.add_argument("--concurrency", type=int, default=2, help="trials at once on both sides (1 CPU each)")
+    p.add_argument("--no-reuse-variant", action="store_true", help="skip the CLI run with reuse_actors=True")
+    p.add_argument("--no-micro", action="store_true", help="skip the Ray start-up / bare-trial measurements")
+    p.add_argument("--keep", action="store_true", help="keep the temporary study folders")
+    p.add_argument("--max-load", type=float, default=1.5)
+    p.add_argument("--plain-child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.plain_child:
+        plain_main(args.plain_child, args.concurrency, threads=1)
+        return
+
+    header("tune_overhead")
+    tmp = Path(tempfile.mkdtemp(prefix="aikd_tune_overhead_"))
+    print(f"{args.trials} trials x {args.epochs} epochs (digits, resnet18, baseline), {args.concurrency} at a time, "
+          f"1 CPU each; scratch {tmp}{' (kept)' if args.keep else ''}", flush=True)
+    try:
+        if not args.no_micro:
+            wait_for_quiet(args.max_load, tries=3)
+            wall, out, _ = _run([PY, str(ROOT / "search" / "run.py"), *CLI_ARGS, "--num-samples", str(args.trials),
+                              "--max-epochs", str(args.epochs), "--storage", str(tmp), "--no-tracking", "--dry-run"],
+                             label="dry run", cwd=tmp)
+            print(f"CLI start (python search/run.py --dry-run: imports, plan, 32 configs validated): {wall:.1f}s")
+            _, out, _ = _run([PY, "-c", IMPORTS], env=_env(threads=1), label="imports")
+            print(f"imports a fresh trial worker makes (aikd.train, trainables.kd/child_run/plots): "
+                  f"{float(out.split()[-1]):.1f}s")
+            _, out, _ = _run([PY, "-c", RAY_MICRO, str(ROOT), str(args.concurrency), str(args.trials),
+                           str(args.concurrency)], label="ray micro")
+            m = _result_line(out)
+            waves = args.trials / args.concurrency
+            print(f"Ray start-up: import ray {m['import_ray_s']:.1f}s, ray.init (local, {args.concurrency} CPUs) "
+                  f"{m['ray_init_s']:.1f}s, first task {m['first_task_s']:.1f}s, shutdown {m['ray_shutdown_s']:.1f}s")
+            for name in ("trivial", "importing"):
+                a, b = m[f"{name}_reuse0_s"], m[f"{name}_reuse1_s"]
+                print(f"bare Tune function trial ({name:9s}): {args.trials} trials in {a:5.1f}s = {a / waves:4.1f}s "
+                      f"per trial slot; reuse_actors=True {b:5.1f}s = {b / waves:4.1f}s")
+
+        runs = {}
+        wait_for_quiet(args.max_load, tries=3)
+        runs["cli"] = run_cli(args, tmp, "overhead", reuse=False)
+        configs = runs["cli"]["configs"]
+        wait_for_quiet(args.max_load, tries=3)
+        runs["plain"] = run_plain(args, configs, tmp)
+        if not args.no_reuse_variant:
+            wait_for_quiet(args.max_load, tries=3)
+            runs["cli_reuse"] = run_cli(args, tmp, "overhead_reuse", reuse=True)
+
+        print(f"{'side':<28}{'wall s':>8}{'CPU s':>8}{'train s/trial':>15}{'fixed s/trial':>15}")
+        labels = {"cli": "search/run.py", "cli_reuse": "search/run.py reuse_actors", "plain": "plain fit() loop"}
+        for k, res in runs.items():
+            print(f"{labels[k]:<28}{res['wall_s']:>8.1f}{res['cpu_s']:>8.1f}{_mean(res['train_s']):>15.1f}"
+                  f"{fixed_per_trial(res, args):>15.1f}")
+        for k in ("cli", "cli_reuse"):
+            if k in runs:
+                r = runs[k]
+                print(f"{labels[k]}: tuner.fit {r['fit_s']:.0f}s, so {r['wall_s'] - r['fit_s']:.0f}s before/after it "
+                      f"(imports, ray.init, MLflow parent, summary, shutdown); inside a trial: first report "
+                      f"+{median(r['first_overhead_s']):.1f}s (Trainer build, MLflow child run), each later report "
+                      f"+{median(r['epoch_overhead_s']):.2f}s (checkpoint, MLflow log_batch)")
+        if "cli_reuse" in runs:
+            print(f"reuse_actors=True: wall {runs['cli']['wall_s']:.1f}s -> {runs['cli_reuse']['wall_s']:.1f}s, "
+                  f"ratio vs plain {runs['cli_reuse']['wall_s'] / runs['plain']['wall_s']:.2f}")
+        print(f"CPU seconds (all processes of a side, load-insensitive): search/run.py / plain "
+              f"{runs['cli']['cpu_s'] / runs['plain']['cpu_s']:.2f}"
+              + (f", with reuse_actors {runs['cli_reuse']['cpu_s'] / runs['plain']['cpu_s']:.2f}"
+                 if "cli_reuse" in runs else ""))
+        print(f"tune_overhead ratio={runs['cli']['wall_s'] / runs['plain']['wall_s']:.2f}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

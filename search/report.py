@@ -1,0 +1,264 @@
+"""Study report: leaderboard, mean +/- std over seeds, paper-vs-ours table, Optuna plots, best weights.
+
+Run at the end of every study, and again at any time from storage alone: python search/report.py STUDY_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+
+from trainables.kd import STATE_FILE, trial_train_config  # noqa: E402
+
+# ------------------------------------------------------------------------------------------------------------
+# Reading the study folder (no Ray needed)
+
+def collect_rows(study_dir: Path, epochs: int) -> list[dict]:
+    """One row per trial from Ray's trial folders: config, last metrics, epochs run and the outcome."""
+    rows = []
+    for d in sorted(p for p in Path(study_dir).iterdir() if (p / "params.json").exists()):
+        config = json.loads((d / "params.json").read_text())
+        results = []
+        if (d / "result.json").exists():
+            for line in (d / "result.json").read_text().splitlines():
+                if line.strip():
+                    try:
+                        results.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        pass  # a line cut by a killed driver
+        last = results[-1] if results else {}
+        flat, seeds = trial_train_config(config)
+        run = int(last.get("epoch", 0))
+        if last.get("failure") or (d / "error.txt").exists() and run < epochs:
+            outcome = "failed"
+        elif run < epochs:
+            outcome = "pruned" if results else "not started"
+        else:
+            outcome = "done"
+        rows.append({"dir": str(d), "trial_id": last.get("trial_id", d.name), "config": flat, "seeds": seeds,
+                     "cell": config.get("cell"), "metrics": last, "epochs": run, "outcome": outcome,
+                     "history": results})
+    return rows
+
+
+def _fmt(v, std=None, digits=2):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    s = f"{v:.{digits}f}"
+    return s + (f" +/- {std:.{digits}f}" if std is not None else "")
+
+
+def _varied_keys(space, rows) -> list[str]:
+    keys = [k for k in space.outputs()] if space.params else []
+    return keys or sorted({k for r in rows for k in (r["cell"] or {})})
+
+
+def leaderboard(space, rows, metric: str, mode: str) -> list[dict]:
+    ranked = [r for r in rows if r["outcome"] in ("done", "pruned") and metric in r["metrics"]]
+    sign = 1 if mode == "min" else -1
+    ranked.sort(key=lambda r: (r["outcome"] != "done", sign * r["metrics"][metric]))
+    return ranked
+
+
+def write_leaderboard(space, ranked, metric, path_csv: Path, path_md: Path, top: int) -> list[str]:
+    keys = _varied_keys(space, ranked)
+    header = ["rank", *keys, metric, "test_error", "test_ece", "test_ece_ts", "epochs", "outcome", "trial_id"]
+    lines = []
+    with open(path_csv, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for i, r in enumerate(ranked, 1):
+            m = r["metrics"]
+            w.writerow([i, *[r["config"].get(k) for k in keys], m.get(metric), m.get("test_error"),
+                        m.get("test_ece"), m.get("test_ece_ts"), r["epochs"], r["outcome"], r["trial_id"]])
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for i, r in enumerate(ranked[:top], 1):
+        m = r["metrics"]
+        cells = [str(i), *[_short(r["config"].get(k)) for k in keys], _fmt(m.get(metric), m.get(f"{metric}_std")),
+                 _fmt(m.get("test_error"), m.get("test_error_std")), _fmt(m.get("test_ece")),
+                 _fmt(m.get("test_ece_ts")), str(r["epochs"]), r["outcome"], r["trial_id"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    path_md.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def _short(v):
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def paper_table(space, rows) -> list[str]:
+    """Grid spaces: our test top-1 error (mean +/- std over seeds, last epoch) beside the paper's number."""
+    if not space.is_grid:
+        return []
+    from spaces import cell_key
+    by_cell = {cell_key(r["cell"]): r for r in rows if r["cell"] is not None}
+    lines = ["| cell | ours: test top-1 error (%) | paper: top-1 error (%) | ours: val error | outcome |",
+             "|---|---|---|---|---|"]
+    for cell in space.grid_cells():
+        r = by_cell.get(cell_key(cell))
+        paper = space.cell_paper_value(cell)
+        p = "none published"
+        if paper and paper.get("top1") is not None:
+            p = _fmt(paper["top1"], paper.get("top1_std"))
+        if r is None:
+            ours, val, outcome = "-", "-", "not run"
+        else:
+            m = r["metrics"]
+            ours = _fmt(m.get("test_error"), m.get("test_error_std"))
+            val, outcome = _fmt(m.get("val_error"), m.get("val_error_std")), r["outcome"]
+        label = ", ".join(f"{k}={_short(v)}" for k, v in cell.items())
+        lines.append(f"| {label} | {ours} | {p} | {val} | {outcome} |")
+    return lines
+
+
+def optuna_plots(study_name: str, journal: Path, out_dir: Path) -> list[Path]:
+    """Parameter importances, parallel coordinates and optimisation history from the Optuna study."""
+    if not journal.exists():
+        return []
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.visualization import matplotlib as ovm
+
+    from search.searchers import load_study
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = load_study(study_name, journal)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    paths = []
+    plots = [("optimization_history.png", ovm.plot_optimization_history),
+             ("parallel_coordinates.png", ovm.plot_parallel_coordinate)]
+    if len(done) >= 2:
+        plots.append(("param_importances.png", ovm.plot_param_importances))
+    for name, fn in plots:
+        try:
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ax = fn(study)
+            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            fig.set_size_inches(9, 5)
+            fig.tight_layout()
+            fig.savefig(out_dir / name, dpi=90)
+            plt.close(fig)
+            paths.append(out_dir / name)
+        except Exception as e:  # too few trials for a plot is not an error of the study
+            print(f"note: {name} skipped ({type(e).__name__}: {e})")
+    return paths
+
+
+def best_weights(row, out_path: Path) -> Path | None:
+    """The best trial's model weights (first seed), from its last checkpoint."""
+    import torch
+    ckpts = sorted(Path(row["dir"]).glob("checkpoint_*"))
+    if not ckpts:
+        return None
+    states = torch.load(ckpts[-1] / STATE_FILE, map_location="cpu", weights_only=True)["states"]
+    torch.save(states[0]["model"], out_path)
+    return out_path
+
+
+# ------------------------------------------------------------------------------------------------------------
+
+def summarize(plan, results, tracking, args, out=print) -> dict:
+    """Print and store the study summary; log it to the parent run."""
+    study_dir = Path(plan.study_dir)
+    return build_report(plan.space, study_dir, plan.name, plan.epochs, tracking, top=getattr(args, "top", 10),
+                        out=out)
+
+
+def build_report(space, study_dir: Path, name: str, epochs: int, tracking=None, top: int = 10, out=print) -> dict:
+    metric, mode = space.metric, space.mode
+    rows = collect_rows(study_dir, epochs)
+    ranked = leaderboard(space, rows, metric, mode)
+    report_dir = study_dir / "report"
+    report_dir.mkdir(exist_ok=True)
+    lines = write_leaderboard(space, ranked, metric, report_dir / "leaderboard.csv", report_dir / "leaderboard.md",
+                              top)
+    counts = {o: sum(r["outcome"] == o for r in rows) for o in ("done", "pruned", "failed", "not started")}
+    budget = len(rows) * epochs
+    used = sum(r["epochs"] for r in rows)
+    out("")
+    out(f"top trials by {metric} ({mode}); test metrics at the last epoch, mean +/- std over seeds:")
+    for line in lines:
+        out(line)
+    out(f"trials: {counts['done']} done, {counts['pruned']} pruned, {counts['failed']} failed; "
+        f"epochs run {used} of {budget} ({budget - used} saved by early stopping)")
+    summary = {"study": name, "space": space.name, "metric": metric, "mode": mode, "counts": counts,
+               "epochs_budget": budget, "epochs_run": used}
+    best = next((r for r in ranked if r["outcome"] == "done"), None)
+    if best is not None:
+        best_cfg = {"config": best["config"], "seeds": best["seeds"], "trial_id": best["trial_id"],
+                    metric: best["metrics"].get(metric), "test_error": best["metrics"].get("test_error")}
+        (study_dir / "best_config.json").write_text(json.dumps(best_cfg, indent=1, sort_keys=True))
+        summary["best"] = best_cfg
+        out(f"best configuration: {study_dir / 'best_config.json'}")
+    ptable = paper_table(space, rows)
+    if ptable:
+        (report_dir / "paper_table.md").write_text("\n".join(ptable) + "\n")
+        out("")
+        out("ours beside the paper (grid cells):")
+        for line in ptable:
+            out(line)
+    plots = optuna_plots(name, study_dir / "optuna.journal", report_dir)
+    (report_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    if tracking is not None:
+        try:
+            for f in sorted(report_dir.iterdir()):
+                tracking.log_artifact(f, "report")
+            if best is not None:
+                with tempfile.TemporaryDirectory() as d:
+                    w = best_weights(best, Path(d) / "best_model_weights.pt")
+                    if w:
+                        tracking.log_artifact(w, "best_model")
+                        child = tracking.child_of(best["trial_id"])
+                        if child is not None:
+                            tracking.log_artifact(w, "model", run_id=child.info.run_id)
+            out(f"MLflow: report logged to parent run {tracking.parent_run_id} ({tracking.uri}); browse with "
+                f"`mlflow ui --backend-store-uri {tracking.uri}`")
+        except Exception as e:
+            out(f"warning: could not log the report to MLflow: {e}")
+    out(f"results: {study_dir} (report in {report_dir}; {len(plots)} plots)")
+    return summary
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python search/report.py", description=__doc__.splitlines()[0])
+    p.add_argument("study", help="the study folder (STORAGE/NAME), or a name under ./studies")
+    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--no-tracking", action="store_true", help="do not log the report to MLflow")
+    args = p.parse_args(argv)
+    study_dir = Path(args.study)
+    if not (study_dir / "study.json").exists() and (Path("studies") / args.study / "study.json").exists():
+        study_dir = Path("studies") / args.study
+    if not (study_dir / "study.json").exists():
+        print(f"error: {study_dir} is not a study folder (no study.json)", file=sys.stderr)
+        return 2
+    meta = json.loads((study_dir / "study.json").read_text())
+    from spaces import get_space
+    space = get_space(meta["space"], **meta.get("space_options", {}))
+    tracking = None
+    if meta.get("tracking_uri") and meta.get("parent_run_id") and not args.no_tracking:
+        from search.tracking import StudyTracking
+        tracking = StudyTracking(meta["tracking_uri"], meta["name"], meta.get("experiment", "aikd-search"))
+        tracking.parent_run_id = meta["parent_run_id"]
+    build_report(space, study_dir, meta["name"], meta["epochs"], tracking, top=args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""MLflow on the driver: the study's parent run, trial statuses, and nothing left RUNNING at the end.
+
+Children are created by the trials themselves (trainables/child_run.py) with the tag `mlflow.parentRunId`;
+the driver only sets their final status: FINISHED, KILLED with `pruned=true` for trials ASHA stopped, FAILED
+with the error for trials that failed.
+
+The server may go down and come back during a study: a status update that fails is kept and sent again (while
+results arrive, and with backoff at the end), and `settle` fills in, from each trial's result.json, the per-epoch
+metrics a worker could not send before its trial ended, then says in the summary what MLflow still lacks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from trainables.child_run import TRIAL_TAG, _param_str, _retry, fail_fast_http
+
+DEFAULT_EXPERIMENT = "aikd-search"
+UNLOGGED_KEY = "mlflow_unlogged"  # trainables.kd.UNLOGGED_KEY (not imported: kd imports torch)
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """--mlflow-uri, else MLFLOW_TRACKING_URI, else MLflow's local SQLite store in the working directory."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())  # workers run in other folders
+    return uri
+
+
+def is_local_store(uri: str) -> bool:
+    return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
+
+
+def _versions() -> dict:
+    import mlflow
+    import optuna
+    import ray
+    import torch
+    return {"torch": torch.__version__, "ray": ray.__version__, "optuna": optuna.__version__,
+            "mlflow": mlflow.__version__, "python": platform.python_version()}
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()
+    except Exception:
+        return ""
+
+
+class StudyTracking:
+    deferred: tuple = ()  # (class defaults: a tracker pickled by an older version, restored on --resume)
+    _last_flush = 0.0
+
+    def __init__(self, uri: str, study_name: str, experiment: str = DEFAULT_EXPERIMENT,
+                 artifact_root: Path | None = None):
+        self.uri, self.study_name = uri, study_name
+        fail_fast_http()
+        self.client = MlflowClient(tracking_uri=uri)
+        self.deferred: list[tuple] = []  # trial status updates the server did not take (yet)
+        self._last_flush = 0.0
+        exp = _retry(lambda: self.client.get_experiment_by_name(experiment))
+        if exp is None:
+            location = artifact_root.resolve().as_uri() if (artifact_root and is_local_store(uri)) else None
+            self.experiment_id = _retry(lambda: self.client.create_experiment(experiment, artifact_location=location))
+        else:
+            self.experiment_id = exp.experiment_id
+        self.parent_run_id: str | None = None
+
+    def start_parent(self, params: dict, tags: dict) -> str:
+        """The study's parent run; an existing one (same study name) is reused on resume."""
+        found = _retry(lambda: self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.study = '{self.study_name}' and tags.role = 'study'",
+            max_results=1))
+        all_tags = {"study": self.study_name, "role": "study", "command": " ".join(sys.argv),
+                    "git_commit": _git_commit(), **{f"version.{k}": v for k, v in _versions().items()}, **tags}
+        all_tags = {k: str(v) for k, v in all_tags.items()}  # the REST store rejects non-string tag values
+        if found:
+            self.parent_run_id = found[0].info.run_id
+            _retry(lambda: self.client.update_run(self.parent_run_id, status="RUNNING"))
+            _retry(lambda: self.client.log_batch(self.parent_run_id, tags=[RunTag("resumed", "true")]))
+            return self.parent_run_id
+        run = _retry(lambda: self.client.create_run(self.experiment_id, run_name=self.study_name, tags=all_tags))
+        self.parent_run_id = run.info.run_id
+        items = [Param(k, _param_str(v)) for k, v in sorted(params.items())]
+        for i in range(0, len(items), 100):
+            _retry(lambda chunk=items[i:i + 100]: self.client.log_batch(self.parent_run_id, params=chunk))
+        return self.parent_run_id
+
+    def trial_info(self) -> dict:
+        """What a trial needs to open its child run from any node."""
+        return {"uri": self.uri, "experiment_id": self.experiment_id, "parent_run_id": self.parent_run_id}
+
+    def children(self) -> list:
+        return _retry(lambda: self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
+            max_results=5000))
+
+    def child_of(self, trial_id: str):
+        runs = _retry(lambda: self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and "
+                                                f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
+            max_results=1))
+        return runs[0] if runs else None
+
+    def set_trial_status(self, trial_id: str, trial_name: str, status: str, tags: dict | None = None) -> bool:
+        """Set a child's final status; if the server is unreachable the update is kept and sent later."""
+        update = (trial_id, trial_name, status, tags)
+        self.deferred = [u for u in self.deferred if u[0] != trial_id]
+        try:
+            self._set_status(*update)
+            return True
+        except Exception as e:
+            self.deferred.append(update)
+            print(f"warning: MLflow status of trial {trial_id} not set ({type(e).__name__}); will retry",
+                  file=sys.stderr)
+            return False
+
+    def _set_status(self, trial_id, trial_name, status, tags, attempts: int = 4) -> None:
+        runs = _retry(lambda: self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and "
+                                                f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
+            max_results=1), attempts=attempts)
+        run = runs[0] if runs else None
+        if run is None:  # the trial died before opening its run: still exactly one child per trial
+            run = _retry(lambda: self.client.create_run(
+                self.experiment_id, run_name=trial_name,
+                tags={"mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: trial_id}), attempts=attempts)
+        if tags:
+            _retry(lambda: self.client.log_batch(run.info.run_id,
+                                                 tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()]),
+                   attempts=attempts)
+        _retry(lambda: self.client.set_terminated(run.info.run_id, status=status), attempts=attempts)
+
+    def flush_deferred(self, deadline_s: float = 0.0) -> bool:
+        """Send the kept status updates: one attempt each, repeated with backoff until the deadline."""
+        delay, end = 1.0, time.time() + deadline_s
+        while self.deferred:
+            self._last_flush = time.time()
+            for update in list(self.deferred):
+                try:
+                    self._set_status(*update, attempts=1)
+                    self.deferred.remove(update)
+                except Exception:
+                    break  # still unreachable: no point trying the others now
+            if not self.deferred or time.time() + delay > end:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
+        return not self.deferred
+
+    def maybe_flush_deferred(self, every_s: float = 10.0) -> None:
+        if self.deferred and time.time() - self._last_flush >= every_s:
+            self.flush_deferred()
+
+    def forget_child(self, run_id: str) -> None:
+        """Delete (MLflow's soft delete) the child of a trial that Ray forgot and reruns under a new id."""
+        _retry(lambda: self.client.log_batch(run_id, tags=[RunTag("forgotten", "true")]))
+        _retry(lambda: self.client.set_terminated(run_id, status="KILLED"))
+        _retry(lambda: self.client.delete_run(run_id))
+
+    def settle(self, study_dir, out=print) -> dict:
+        """After the trials: send kept status updates, fill in metrics workers could not send (from each trial's
+        result.json, the driver's copy of every report), and say what MLflow still lacks."""
+        self.flush_deferred(deadline_s=60)
+        filled, lacking = {}, {}
+        study_dir = Path(study_dir)
+        if study_dir.is_dir():
+            for d in sorted(study_dir.glob("trial_*")):
+                results = _read_results(d / "result.json")
+                unlogged = int(results[-1].get(UNLOGGED_KEY, 0)) if results else 0
+                if not unlogged:
+                    continue
+                trial_id = results[-1].get("trial_id") or d.name[len("trial_"):]
+                try:
+                    filled[trial_id] = self._backfill(trial_id, results)
+                except Exception:
+                    filled[trial_id] = 0
+                if filled[trial_id] < unlogged:
+                    lacking[trial_id] = unlogged - filled[trial_id]
+        if filled:
+            out(f"MLflow: the server was unreachable during the study: filled in {sum(filled.values())} metric "
+                f"values of {len(filled)} trials from their results")
+        if lacking:
+            out("MLflow: still missing (artifacts, tags or metrics) for trials: "
+                + ", ".join(f"{t} ({n})" for t, n in sorted(lacking.items())))
+        if self.deferred:
+            out(f"MLflow: final status not set for trials: {', '.join(u[0] for u in self.deferred)}")
+        return {"filled": filled, "lacking": lacking, "deferred": [u[0] for u in self.deferred]}
+
+    def _backfill(self, trial_id: str, results: list[dict]) -> int:
+        from trainables.kd import FAILURE_KEY, _reported
+        run = self.child_of(trial_id)
+        if run is None:
+            return 0
+        have = {int(m.step) for m in _retry(lambda: self.client.get_metric_history(run.info.run_id, "epoch"))}
+        metrics = []
+        for r in results:
+            step = int(r.get("epoch", 0))
+            if step in have or FAILURE_KEY in r:
+                continue
+            have.add(step)
+            ts = int(float(r.get("timestamp", time.time())) * 1000)
+            metrics += [Metric(k, float(v), ts, step) for k, v in _reported(r).items()
+                        if isinstance(v, (int, float)) and math.isfinite(float(v))]
+        for i in range(0, len(metrics), 1000):
+            _retry(lambda chunk=metrics[i:i + 1000]: self.client.log_batch(run.info.run_id, metrics=chunk))
+        return len(metrics)
+
+    def close(self, status: str = "FINISHED") -> None:
+        """End the parent; any child still RUNNING (interrupted study) becomes KILLED."""
+        self.flush_deferred(deadline_s=30)
+        for run in self.children():
+            if run.info.status == "RUNNING":
+                _retry(lambda r=run: self.client.set_terminated(r.info.run_id, status="KILLED"))
+        if self.parent_run_id:
+            _retry(lambda: self.client.set_terminated(self.parent_run_id, status=status))
+
+    def log_artifact(self, path, artifact_path: str | None = None, run_id: str | None = None) -> None:
+        _retry(lambda: self.client.log_artifact(run_id or self.parent_run_id, str(path), artifact_path))
+
+
+def _read_results(path: Path) -> list[dict]:
+    out = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # a line cut by a killed driver
+    return out
+
+
+def _error_text(trial) -> str:
+    path = getattr(trial, "error_file", None) or ""
+    try:
+        text = Path(path).read_text() if path else ""
+    except OSError:
+        text = ""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "trial failed"
+
+
+class TrialStatusCallback(tune.Callback):
+    """Sets each child run's final status as Tune ends the trial."""
+
+    def __init__(self, tracking: StudyTracking, max_epochs: int):
+        self.tracking, self.max_epochs = tracking, max_epochs
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        last = trial.last_result or {}
+        if last.get("failure"):
+            self.tracking.set_trial_status(trial.trial_id, str(trial), "FAILED", {"error": last["failure"]})
+        elif int(last.get("epoch", 0)) < self.max_epochs:
+            self.tracking.set_trial_status(trial.trial_id, str(trial), "KILLED",  # epoch is a seed mean: 2.0
+                                           {"pruned": "true", "epochs_run": int(last.get("epoch", 0))})
+        else:
+            self.tracking.set_trial_status(trial.trial_id, str(trial), "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.tracking.set_trial_status(trial.trial_id, str(trial), "FAILED", {"error": _error_text(trial)})
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.tracking.maybe_flush_deferred()  # the server may be back: send the statuses it missed
+
+    def on_experiment_end(self, trials, **info):
+        self.tracking.flush_deferred(deadline_s=120)
+
+
+class ProgressCallback(tune.Callback):
+    """Live progress: trials running / done / pruned / failed and the best value so far."""
+
+    def __init__(self, metric: str, mode: str, max_epochs: int, every_s: float = 10.0, out=print):
+        self.metric, self.mode, self.max_epochs, self.every_s, self.out = metric, mode, max_epochs, every_s, out
+        self.t0 = time.time()
+        self.last_print = 0.0
+        self.best = None
+
+    def _line(self, trials) -> str:
+        counts = {"running": 0, "done": 0, "pruned": 0, "failed": 0, "pending": 0}
+        for t in trials:
+            last = t.last_result or {}
+            if t.status == "RUNNING":
+                counts["running"] += 1
+            elif t.status == "PENDING":
+                counts["pending"] += 1
+            elif t.status == "ERROR" or last.get("failure"):
+                counts["failed"] += 1
+            elif t.status == "TERMINATED":
+                counts["pruned" if int(last.get("epoch", 0)) < self.max_epochs else "done"] += 1
+        best = "-" if self.best is None else f"{self.best:.3f}"
+        parts = ", ".join(f"{v} {k}" for k, v in counts.items())
+        return f"[{time.time() - self.t0:6.0f}s] trials: {parts} | best {self.metric} so far: {best}"
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        v = result.get(self.metric)
+        if v is not None and not math.isfinite(v):  # a diverged trial's NaN
+            v = None
+        if v is not None and (self.best is None or (v < self.best if self.mode == "min" else v > self.best)):
+            self.best = v
+        if time.time() - self.last_print >= self.every_s:
+            self.last_print = time.time()
+            self.out(self._line(trials))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.last_print = time.time()
+        self.out(self._line(trials))

@@ -1,0 +1,585 @@
+"""Search-space building blocks: parameter types, the `Paper` record and the `Space` record (SPEC 11.1-11.2).
+
+Everything here is plain data plus pure mapping functions, so a space can be inspected, sampled and tested without
+Ray, MLflow or the training library. Optuna is used only for its distribution types and the define-by-run trial.
+
+Raw vs mapped values: a parameter may suggest *raw* variables that are not config keys (the zlog uniform
+`method.omega__u`, the simplex uniforms, the width ratio `critic.fc2__r`, the label of a joint grid cell) and maps
+them to *dotted config overrides* (`method.omega`, `method.alpha_g`, ...). Raw names that are not config keys always
+contain `RAW_SEP` ("__"); a raw name without it is the config key itself and its raw value is the config value.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+SEARCHERS = ("tpe", "grid", "random", "nsga2")
+SCHEDULERS = ("asha", None)
+MODES = ("min", "max")
+RAW_SEP = "__"
+
+_PRIMITIVE = (type(None), bool, int, float, str)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Pure mapping functions (public: tests and the report use them directly)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def zlog_value(u, low: float, high: float, p_zero: float):
+    """Zero-inflated log-uniform (SPEC 11.2): 0 if u < p_zero, else log-uniform on [low, high].
+
+    One continuous variable, so TPE models it directly; works on scalars (returns float) and numpy arrays.
+    """
+    if not (0 < low < high):
+        raise ValueError(f"zlog needs 0 < low < high, got low={low}, high={high}")
+    if not (0 <= p_zero < 1):
+        raise ValueError(f"zlog needs 0 <= p_zero < 1, got {p_zero}")
+    u_arr = np.asarray(u, dtype=float)
+    t = np.clip((u_arr - p_zero) / (1.0 - p_zero), 0.0, 1.0)
+    value = np.where(u_arr < p_zero, 0.0, low * (high / low) ** t)
+    return float(value) if value.ndim == 0 else value
+
+
+def simplex_from_uniforms(u1, u2, lower=(0.5, 0.0, 0.0)):
+    """Map two uniforms to a point of the 3-simplex with lower bounds (SPEC 11.2).
+
+    d1 = 1 - sqrt(1 - u1) (Beta(1, 2) inverse CDF), d2 = (1 - d1) * u2, d3 = 1 - d1 - d2, so d ~ Dirichlet(1, 1, 1);
+    alpha_i = l_i + (1 - sum l) * d_i. Valid by construction (no rejection). Scalars give a tuple of floats, arrays
+    a tuple of arrays.
+    """
+    lower = tuple(float(x) for x in lower)
+    if len(lower) != 3:
+        raise ValueError(f"simplex_from_uniforms handles three components, got lower={lower}")
+    free = 1.0 - sum(lower)
+    if free <= 0 or min(lower) < 0:
+        raise ValueError(f"simplex lower bounds must be >= 0 and sum to < 1, got {lower}")
+    a1 = np.asarray(u1, dtype=float)
+    a2 = np.asarray(u2, dtype=float)
+    d1 = 1.0 - np.sqrt(np.clip(1.0 - a1, 0.0, 1.0))
+    d2 = (1.0 - d1) * a2
+    d3 = np.maximum(1.0 - d1 - d2, 0.0)  # only guards a -1e-17 rounding residue
+    out = tuple(lo + free * d for lo, d in zip(lower, (d1, d2, d3)))
+    if np.ndim(out[0]) == 0:
+        return tuple(float(x) for x in out)
+    return out
+
+
+def ratio_value(of_value: int, ratio: int) -> int:
+    """Critic width fc2 = fc1 // r (SPEC 11.2): fixed choice sets for TPE and fc2 < fc1 for r >= 2."""
+    return int(of_value) // int(ratio)
+
+
+def freeze(value: Any) -> Any:
+    """Hashable, JSON-like normal form of a config value: lists become tuples, numpy scalars Python scalars."""
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def cell_key(cell: Mapping[str, Any]) -> tuple:
+    """Order-independent hashable key of a grid cell (dict of dotted overrides)."""
+    return tuple(sorted((k, freeze(v)) for k, v in cell.items()))
+
+
+def _close(a: Any, b: Any) -> bool:
+    a, b = freeze(a), freeze(b)
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool) or isinstance(a, str) or isinstance(b, str):
+        return a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def _label(value: Any) -> str:
+    """Optuna categorical choices must be primitives; a tuple value is represented by a readable label."""
+    if isinstance(value, tuple):
+        return ",".join(_label(v) for v in value)
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Raw suggestion / sampling for any optuna distribution
+# --------------------------------------------------------------------------------------------------------------
+
+
+def suggest_raw(trial: optuna.trial.BaseTrial, name: str, dist: BaseDistribution) -> Any:
+    """Suggest one raw variable through the public define-by-run API."""
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    raise TypeError(f"unsupported distribution {dist!r}")
+
+
+def sample_raw(rng: np.random.Generator, dist: BaseDistribution) -> Any:
+    """Plain random draw from an optuna distribution (uniforms in [low, high), ints inclusive)."""
+    if isinstance(dist, FloatDistribution):
+        if dist.log:
+            return float(math.exp(rng.uniform(math.log(dist.low), math.log(dist.high))))
+        return float(dist.low + (dist.high - dist.low) * rng.random())
+    if isinstance(dist, IntDistribution):
+        if dist.log or dist.step != 1:
+            raise NotImplementedError("only plain integer ranges are sampled")
+        return int(rng.integers(dist.low, dist.high + 1))
+    if isinstance(dist, CategoricalDistribution):
+        return dist.choices[int(rng.integers(len(dist.choices)))]
+    raise TypeError(f"unsupported distribution {dist!r}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Parameter types (SPEC 11.2)
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Param:
+    """Common protocol: raw optuna distributions in, dotted config overrides out.
+
+    Subclasses define `outputs` (config keys written), `distributions()` and `map(raw, context)`; `context` holds the
+    overrides resolved so far (and the space's base), which `Ratio` needs for the width it divides.
+    """
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        raise NotImplementedError
+
+    def map(self, raw: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def suggest(self, trial: optuna.trial.BaseTrial, context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        raw = {name: suggest_raw(trial, name, dist) for name, dist in self.distributions().items()}
+        return self.map(raw, context)
+
+    def sample(self, rng: np.random.Generator, context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        raw = {name: sample_raw(rng, dist) for name, dist in self.distributions().items()}
+        return self.map(raw, context)
+
+
+@dataclass(frozen=True)
+class Float(Param):
+    """Uniform or log-uniform float."""
+
+    key: str
+    low: float
+    high: float
+    log: bool = False
+
+    def __post_init__(self):
+        if not self.low < self.high or (self.log and self.low <= 0):
+            raise ValueError(f"{self.key}: bad float range [{self.low}, {self.high}] (log={self.log})")
+
+    @property
+    def outputs(self):
+        return (self.key,)
+
+    def distributions(self):
+        return {self.key: FloatDistribution(float(self.low), float(self.high), log=self.log)}
+
+    def map(self, raw, context=None):
+        return {self.key: float(raw[self.key])}
+
+
+@dataclass(frozen=True)
+class Int(Param):
+    """Integer uniform on [low, high], both ends included."""
+
+    key: str
+    low: int
+    high: int
+
+    def __post_init__(self):
+        if not self.low <= self.high:
+            raise ValueError(f"{self.key}: bad int range [{self.low}, {self.high}]")
+
+    @property
+    def outputs(self):
+        return (self.key,)
+
+    def distributions(self):
+        return {self.key: IntDistribution(int(self.low), int(self.high))}
+
+    def map(self, raw, context=None):
+        return {self.key: int(raw[self.key])}
+
+
+@dataclass(frozen=True)
+class Categorical(Param):
+    """Finite choice set. `key` may be a tuple of keys, then every choice is a tuple with one value per key
+    (a joint cell such as (fc1, fc2)). Non-primitive choices are suggested through string labels."""
+
+    key: str | tuple[str, ...]
+    choices: tuple
+
+    def __post_init__(self):
+        keys = (self.key,) if isinstance(self.key, str) else tuple(self.key)
+        object.__setattr__(self, "key", keys[0] if len(keys) == 1 and isinstance(self.key, str) else keys)
+        object.__setattr__(self, "choices", tuple(freeze(c) for c in self.choices))
+        if not self.choices:
+            raise ValueError(f"{self.key}: empty choice set")
+        if len(keys) > 1 and not all(isinstance(c, tuple) and len(c) == len(keys) for c in self.choices):
+            raise ValueError(f"{self.key}: every choice must be a tuple of {len(keys)} values")
+        if len(set(self.raw_choices)) != len(self.choices):
+            raise ValueError(f"{self.key}: duplicate choices {self.choices}")
+
+    @property
+    def outputs(self):
+        return (self.key,) if isinstance(self.key, str) else self.key
+
+    @property
+    def raw_name(self) -> str:
+        return self.key if isinstance(self.key, str) else "+".join(self.key) + RAW_SEP + "cell"
+
+    @property
+    def raw_choices(self) -> tuple:
+        """Optuna-storable choices: the values themselves when primitive, else string labels."""
+        if isinstance(self.key, str) and all(isinstance(c, _PRIMITIVE) for c in self.choices):
+            return self.choices
+        return tuple(_label(c) for c in self.choices)
+
+    def distributions(self):
+        return {self.raw_name: CategoricalDistribution(self.raw_choices)}
+
+    def value_of(self, raw_choice: Any) -> Any:
+        pairs = list(zip(self.raw_choices, self.choices))
+        for raw, value in pairs:  # exact first, so that True and 1 or 1 and 1.0 stay distinct where both occur
+            if type(raw) is type(raw_choice) and raw == raw_choice:
+                return value
+        for raw, value in pairs:
+            if _close(raw, raw_choice):
+                return value
+        raise ValueError(f"{self.raw_name}: {raw_choice!r} is not one of {self.raw_choices}")
+
+    def map(self, raw, context=None):
+        value = self.value_of(raw[self.raw_name])
+        if isinstance(self.key, str):
+            return {self.key: value}
+        return dict(zip(self.key, value))
+
+    def cells(self) -> list[dict[str, Any]]:
+        """Each choice as a dict of overrides, in the listed order."""
+        if isinstance(self.key, str):
+            return [{self.key: c} for c in self.choices]
+        return [dict(zip(self.key, c)) for c in self.choices]
+
+
+class Grid(Categorical):
+    """A categorical that a grid search enumerates (Space.grid_cells takes the product over Grid params).
+
+    `Grid(key, values)`; as for Categorical, a tuple `key` makes each value a joint cell, which is how non-product
+    grids (the 13 temperature cells, the 15 critic widths with fc2 < fc1) are expressed."""
+
+    def __init__(self, key, values):
+        super().__init__(key, tuple(values))
+
+    @property
+    def values(self) -> tuple:
+        return self.choices
+
+
+@dataclass(frozen=True)
+class ZeroInflatedLogUniform(Param):
+    """omega ~ zlog(low, high, p_zero): raw `f"{key}__u"` uniform on [0, 1], mapped by `zlog_value`."""
+
+    key: str
+    low: float
+    high: float
+    p_zero: float
+
+    def __post_init__(self):
+        zlog_value(0.5, self.low, self.high, self.p_zero)  # validates the arguments
+
+    @property
+    def outputs(self):
+        return (self.key,)
+
+    @property
+    def raw_name(self) -> str:
+        return f"{self.key}{RAW_SEP}u"
+
+    def distributions(self):
+        return {self.raw_name: FloatDistribution(0.0, 1.0)}
+
+    def map(self, raw, context=None):
+        return {self.key: zlog_value(raw[self.raw_name], self.low, self.high, self.p_zero)}
+
+
+@dataclass(frozen=True)
+class Simplex(Param):
+    """Weights on a simplex with lower bounds (SPEC 11.2), from two raw uniforms.
+
+    `keys` names the three components, `lower` their bounds; only `store` goes into the config (AI-KD stores
+    alpha_g and alpha_p; alpha_ce is implied as 1 - alpha_g - alpha_p)."""
+
+    keys: tuple[str, ...] = ("method.alpha_ce", "method.alpha_g", "method.alpha_p")
+    lower: tuple[float, ...] = (0.5, 0.0, 0.0)
+    store: tuple[str, ...] = ("method.alpha_g", "method.alpha_p")
+    name: str = "method.alpha_simplex"
+
+    def __post_init__(self):
+        object.__setattr__(self, "keys", tuple(self.keys))
+        object.__setattr__(self, "lower", tuple(float(x) for x in self.lower))
+        object.__setattr__(self, "store", tuple(self.store))
+        if len(self.keys) != 3 or len(self.lower) != 3:
+            raise ValueError("Simplex supports exactly three components")
+        if not set(self.store) <= set(self.keys):
+            raise ValueError(f"Simplex store {self.store} must be a subset of {self.keys}")
+        simplex_from_uniforms(0.5, 0.5, self.lower)  # validates the bounds
+
+    @property
+    def outputs(self):
+        return self.store
+
+    @property
+    def raw_names(self) -> tuple[str, str]:
+        return (f"{self.name}{RAW_SEP}u1", f"{self.name}{RAW_SEP}u2")
+
+    def distributions(self):
+        return {n: FloatDistribution(0.0, 1.0) for n in self.raw_names}
+
+    def components(self, raw: Mapping[str, Any]) -> dict[str, float]:
+        """All three weights (including the implied one), for reporting."""
+        u1, u2 = (raw[n] for n in self.raw_names)
+        return dict(zip(self.keys, simplex_from_uniforms(u1, u2, self.lower)))
+
+    def map(self, raw, context=None):
+        comps = self.components(raw)
+        return {k: comps[k] for k in self.store}
+
+
+@dataclass(frozen=True)
+class Ratio(Param):
+    """Width derived from another width: value = context[of] // r, r categorical (raw `f"{key}__r"`)."""
+
+    key: str = "critic.fc2"
+    of: str = "critic.fc1"
+    ratios: tuple[int, ...] = (2, 4, 8)
+
+    def __post_init__(self):
+        object.__setattr__(self, "ratios", tuple(int(r) for r in self.ratios))
+        if not self.ratios or min(self.ratios) < 2:
+            raise ValueError(f"{self.key}: ratios must be >= 2 so that {self.key} < {self.of}")
+
+    @property
+    def outputs(self):
+        return (self.key,)
+
+    @property
+    def raw_name(self) -> str:
+        return f"{self.key}{RAW_SEP}r"
+
+    def distributions(self):
+        return {self.raw_name: CategoricalDistribution(self.ratios)}
+
+    def map(self, raw, context=None):
+        if context is None or self.of not in context:
+            raise KeyError(f"{self.key} = {self.of} // r needs {self.of} to be resolved first")
+        return {self.key: ratio_value(context[self.of], raw[self.raw_name])}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Published numbers and the Space record
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Paper:
+    """The paper's numbers for a space, for the report (never used for selection).
+
+    Entry dicts use the keys documented in `spaces.paper` ("top1"/"top5" are errors in %, "*_acc" accuracies in %).
+    `cells` (grid spaces): cell_key -> entry, or None meaning "none published" for that cell; every cell has an
+    item. `best`/`best_value`: the paper's best configuration (dotted overrides) and its numbers. `setting`: where
+    the numbers were measured (dataset, model), which may differ from a run's `--dataset`/`--model`.
+    """
+
+    source: str
+    setting: dict = field(default_factory=dict)
+    cells: dict | None = None
+    best: dict | None = None
+    best_value: dict | None = None
+    presets: tuple = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Space:
+    """A named search space: plain data (SPEC 11.1). See the module docstring for raw vs mapped values."""
+
+    name: str
+    description: str
+    base: dict
+    params: tuple
+    metric: str = "val_error"
+    mode: str = "min"
+    searcher: str = "tpe"
+    scheduler: str | None = "asha"
+    num_samples: int = 64
+    paper: Paper | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "params", tuple(self.params))
+        object.__setattr__(self, "base", dict(self.base))
+        if self.searcher not in SEARCHERS:
+            raise ValueError(f"space {self.name}: searcher {self.searcher!r} not in {SEARCHERS}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"space {self.name}: scheduler {self.scheduler!r} not in {SCHEDULERS}")
+        if self.mode not in MODES:
+            raise ValueError(f"space {self.name}: mode {self.mode!r} not in {MODES}")
+        raw = [n for p in self.params for n in p.distributions()]
+        if len(set(raw)) != len(raw):
+            raise ValueError(f"space {self.name}: duplicate raw parameter names {raw}")
+        outs = self.outputs()
+        if len(set(outs)) != len(outs):
+            raise ValueError(f"space {self.name}: two parameters write the same key: {outs}")
+        if self.searcher == "grid":
+            if not all(isinstance(p, Grid) for p in self.params):
+                raise ValueError(f"space {self.name}: a grid space may hold Grid parameters only")
+            n = len(self.grid_cells())
+            if self.num_samples != n:
+                raise ValueError(f"space {self.name}: num_samples {self.num_samples} != {n} grid cells")
+            if self.paper is None or self.paper.cells is None:
+                raise ValueError(f"space {self.name}: a grid space needs a paper entry for every cell")
+            missing = [c for c in self.grid_cells() if cell_key(c) not in self.paper.cells]
+            if missing or len(self.paper.cells) != n:
+                raise ValueError(f"space {self.name}: paper cells do not match the grid (missing {missing[:3]})")
+        elif self.num_samples < 1:
+            raise ValueError(f"space {self.name}: num_samples must be >= 1")
+
+    # -- structure -------------------------------------------------------------------------------------------
+
+    @property
+    def is_grid(self) -> bool:
+        return self.searcher == "grid"
+
+    def outputs(self) -> tuple[str, ...]:
+        """Every dotted config key the parameters write."""
+        return tuple(k for p in self.params for k in p.outputs)
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """Raw optuna distributions of all parameters (a fixed search space for a searcher or `study.ask`)."""
+        out: dict[str, BaseDistribution] = {}
+        for p in self.params:
+            out.update(p.distributions())
+        return out
+
+    def raw_names(self) -> tuple[str, ...]:
+        return tuple(self.distributions())
+
+    def optuna_grid(self) -> dict[str, list]:
+        """Raw search space for `optuna.samplers.GridSampler` (grid spaces only)."""
+        if not self.is_grid:
+            raise ValueError(f"space {self.name} is not a grid space")
+        return {name: list(dist.choices) for name, dist in self.distributions().items()}
+
+    def grid_cells(self) -> list[dict[str, Any]]:
+        """Every cell as a dict of mapped dotted overrides; product over the Grid params in declaration order."""
+        grids = [p for p in self.params if isinstance(p, Grid)]
+        if not grids:
+            return []
+        cells = []
+        for combo in itertools.product(*(g.cells() for g in grids)):
+            cell: dict[str, Any] = {}
+            for part in combo:
+                cell.update(part)
+            cells.append(cell)
+        return cells
+
+    def cell_paper_value(self, cell: Mapping[str, Any]) -> dict | None:
+        """Paper numbers for a cell (extra keys such as base keys are ignored), or None = none published.
+
+        Grid spaces: KeyError if `cell` is not one of the grid's cells. Other spaces: the paper's best value when
+        `cell` matches the paper's best configuration, else None.
+        """
+        paper = self.paper
+        if paper is None:
+            return None
+        if paper.cells is None:
+            if paper.best and paper.best_value and all(k in cell and _close(cell[k], v) for k, v in paper.best.items()):
+                return dict(paper.best_value)
+            return None
+        keys = [k for p in self.params if isinstance(p, Grid) for k in p.outputs]
+        missing = [k for k in keys if k not in cell]
+        if missing:
+            raise KeyError(f"space {self.name}: cell lacks the grid keys {missing}")
+        sub = {k: cell[k] for k in keys}
+        entry = paper.cells.get(cell_key(sub), ...)
+        if entry is ...:
+            for known in self.grid_cells():
+                if all(_close(sub[k], known[k]) for k in keys):
+                    entry = paper.cells[cell_key(known)]
+                    break
+            else:
+                raise KeyError(f"space {self.name}: {sub} is not a cell of this grid")
+        return None if entry is None else dict(entry)
+
+    # -- sampling --------------------------------------------------------------------------------------------
+
+    def map_raw(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """Raw values (e.g. `trial.params`, `study.best_params`) -> dotted overrides."""
+        out: dict[str, Any] = {}
+        for p in self.params:
+            out.update(p.map(raw, {**self.base, **out}))
+        return out
+
+    def suggest(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+        """Define-by-run for Optuna: suggests the raw variables, returns the mapped dotted overrides."""
+        out: dict[str, Any] = {}
+        for p in self.params:
+            out.update(p.suggest(trial, {**self.base, **out}))
+        return out
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        """Plain random sample of the mapped dotted overrides (same mapping as `suggest`)."""
+        out: dict[str, Any] = {}
+        for p in self.params:
+            out.update(p.sample(rng, {**self.base, **out}))
+        return out
+
+    def config(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Flat trial config: `base` updated with `overrides`."""
+        return {**self.base, **dict(overrides or {})}
+
+    def with_base(self, overrides: Mapping[str, Any]) -> "Space":
+        """Copy with extra base overrides (e.g. the CLI's --dataset / --model)."""
+        return replace(self, base={**self.base, **dict(overrides)})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Option helpers for the space factories
+# --------------------------------------------------------------------------------------------------------------
+
+
+def check_searcher(space: str, searcher: str | None, allowed: tuple[str, ...]) -> str:
+    """Resolve a searcher option (None = the space's default, the first allowed)."""
+    if searcher is None:
+        return allowed[0]
+    if searcher not in allowed:
+        raise ValueError(f"space {space!r} supports searcher in {allowed}, got {searcher!r}")
+    return searcher
+
+
+def as_bool(value) -> bool:
+    """Options may arrive from `--set key=value` as strings."""
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"not a boolean: {value!r}")
+    return bool(value)

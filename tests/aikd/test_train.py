@@ -1,0 +1,100 @@
+"""The trainer: exact resume, the CLI contract, the LR schedule, omega = 0 equals No-Adv."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aikd.config import TrainConfig
+from aikd.train import fit, lr_at
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUIRED = ("val_error", "test_error", "test_top5_error", "test_nll", "test_ece", "test_f1")
+
+
+def _cfg(tmp_path, **kw):
+    base = {"data.dataset": "digits", "model.name": "small_cnn", "epochs": 4, "teacher.root": str(tmp_path),
+            "optim.lr": 0.05}
+    base.update({k.replace("__", "."): v for k, v in kw.items()})
+    return TrainConfig.from_dict(base)
+
+
+class Capture:
+    def __init__(self, at_epoch):
+        self.at_epoch, self.state, self.epochs = at_epoch, None, []
+
+    def on_epoch_end(self, epoch, metrics, state_fn):
+        self.epochs.append(epoch)
+        if epoch == self.at_epoch:
+            self.state = state_fn()
+
+
+def _assert_same(a, b):
+    for k in REQUIRED + ("train_loss", "test_ece_ts"):
+        assert a[k] == pytest.approx(b[k], abs=1e-5), k
+
+
+@pytest.mark.parametrize("extra", [
+    {"method__name": "baseline"},
+    {"method__name": "aikd", "method__prev_mode": "snapshot"},
+    {"method__name": "aikd", "method__prev_mode": "cache"},
+    {"method__name": "aikd", "method__prev_epoch0": "init", "critic__lr_schedule": "follow_student"},
+])
+def test_resume_after_epoch_k_matches_uninterrupted_run(tmp_path, extra):
+    cfg = _cfg(tmp_path, **extra)
+    cap = Capture(at_epoch=1)
+    full = fit(cfg, callbacks=[cap])
+    assert set(REQUIRED) <= set(full)
+    resumed_cb = Capture(at_epoch=-1)
+    resumed = fit(cfg, callbacks=[resumed_cb], resume_state=cap.state)
+    assert resumed_cb.epochs == [2, 3]  # epochs before the checkpoint are not rerun
+    _assert_same(full, resumed)
+
+
+def test_omega_zero_equals_no_adv_preset(tmp_path):
+    a = fit(_cfg(tmp_path, method__name="aikd", method__omega=0.0, epochs=2))
+    b = fit(_cfg(tmp_path, method__name="aikd_no_adv", epochs=2))
+    _assert_same(a, b)
+
+
+def test_step_schedule_and_warmup():
+    cfg = TrainConfig.from_dict({"data.dataset": "cifar100", "method.name": "aikd"}).resolved()
+    assert [lr_at(cfg, t) for t in (0, 149, 150, 224, 225, 299)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 1e-3, 1e-3])
+    tf = TrainConfig.from_dict({"data.dataset": "cifar100", "optim.recipe": "tfkd"}).resolved()
+    assert lr_at(tf, 0) == pytest.approx(0.05) and lr_at(tf, 1) == pytest.approx(0.1)
+    assert lr_at(tf, 60) == pytest.approx(0.02) and lr_at(tf, 160) == pytest.approx(0.1 * 0.2**3)
+
+
+def test_nonfinite_loss_stops_the_run(tmp_path):
+    from aikd.train import NonFiniteLossError
+    with pytest.raises(NonFiniteLossError, match="non-finite loss"):
+        fit(_cfg(tmp_path, debug__nan_at_epoch=1))
+
+
+def test_cli_prints_one_line_per_epoch_and_json_last(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "aikd.train", "--dataset", "digits", "--model", "small_cnn",
+                          "--epochs", "2", "--set", "optim.lr=0.05"], capture_output=True, text=True, cwd=ROOT,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert sum(line.startswith("epoch") for line in lines) == 2
+    final = json.loads(lines[-1])
+    assert set(REQUIRED) <= set(final) and 0 <= final["test_error"] <= 100
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--set", "method.tau_g=-2"], ["method.tau_g", "> 0"]),
+    (["--set", "method.omgea=1"], ["method.omega"]),
+    (["--model", "resnet99"], ["resnet99", "preact_resnet18"]),
+    (["--dataset", "cifar100", "--data-root", "/nonexistent/aikd"], ["/nonexistent/aikd", "download"]),
+])
+def test_cli_bad_input_exits_2_with_one_line(args, words):
+    out = subprocess.run([sys.executable, "-m", "aikd.train", *args], capture_output=True, text=True, cwd=ROOT,
+                         timeout=120)
+    assert out.returncode == 2
+    err = out.stderr.strip().splitlines()
+    assert len(err) == 1
+    for w in words:
+        assert w in err[0]

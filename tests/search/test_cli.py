@@ -1,0 +1,81 @@
+"""search/run.py before anything starts: dry runs for every space, and one-line exit-2 errors for bad input."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from search.run import main
+from spaces import list_spaces
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_dry_run_for_every_space_starts_no_ray(tmp_path):
+    """Ray writes its session under RAY_TMPDIR the moment it starts; a dry run must leave that folder unmade."""
+    ray_tmp = tmp_path / "ray"
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
+    for name in list_spaces():
+        out = subprocess.run([sys.executable, "search/run.py", "--space", name, "--dry-run", "--no-tracking",
+                              "--storage", str(tmp_path / "studies")], capture_output=True, text=True, cwd=ROOT,
+                             timeout=120, env=env)
+        assert out.returncode == 0, (name, out.stderr)
+        assert f"space       {name}" in out.stdout and "nothing started" in out.stdout
+    assert not ray_tmp.exists()
+    assert not (tmp_path / "studies").exists()  # no study folder either
+
+
+def test_dry_run_prints_the_plan(capsys, tmp_path):
+    assert main(["--space", "aikd_omega", "--dataset", "digits", "--seeds", "3", "--dry-run",
+                 "--storage", str(tmp_path), "--mlflow-uri", f"sqlite:///{tmp_path}/m.db"]) == 0
+    out = capsys.readouterr().out
+    assert "grid (8 cells) x 3 seed(s)" in out and "24 training runs planned" in out
+    assert f"sqlite:///{tmp_path}/m.db" in out
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_smoke_flags_given_explicitly_win(capsys, tmp_path):
+    assert main(["--space", "aikd_ablation", "--smoke-test", "--max-epochs", "3", "--dry-run", "--no-tracking",
+                 "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert '"epochs": 3' in out and '"model.name": "small_cnn"' in out and "4 samples" in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--space", "aikd_nope"], ["aikd_nope", "aikd_ablation"]),
+    ([], ["--space is required"]),
+    (["--space", "aikd_ablation", "--dataset", "mnist"], ["data.dataset", "mnist", "cifar100"]),
+    (["--space", "aikd_ablation", "--model", "resnet99"], ["resnet99", "preact_resnet18"]),
+    (["--space", "aikd_ablation", "--set", "method.name=aikdx"], ["method.name", "aikd_no_adv"]),
+    (["--space", "aikd_ablation", "--set", "method.omgea=0.1"], ["method.omgea", "method.omega"]),
+    (["--space", "aikd_ablation", "--set", "method.tau_g=abc"], ["method.tau_g", "float"]),
+    (["--space", "aikd_ablation", "--set", "method.tau_p=-1"], ["method.tau_p", "> 0"]),
+    (["--space", "aikd_ablation", "--set", "method.omega=11"], ["method.omega", "[0, 10]"]),
+    (["--space", "aikd_losses", "--set", "method.alpha_g=0.8", "--set", "method.alpha_p=0.5"],
+     ["alpha_g + method.alpha_p", "<= 1"]),
+    (["--space", "aikd_ablation", "--gpus-per-trial", "0.3"], ["--gpus-per-trial=0.3", "1/k"]),
+    (["--space", "aikd_ablation", "--gpus-per-trial", "0.25", "--num-gpus", "0"], ["no GPU"]),
+    (["--space", "aikd_ablation", "--dataset", "cifar100", "--data-root", "/nonexistent/aikd"],
+     ["/nonexistent/aikd", "--download", "--dataset digits"]),
+    (["--space", "aikd_ablation", "--seeds", "0"], ["--seeds=0"]),
+    (["--space", "aikd_ablation", "--max-epochs", "0"], ["--max-epochs=0"]),
+    (["--space", "aikd_omega", "--searcher", "tpe"], ["grid"]),
+    (["--space", "aikd_ablation", "--set", "data.val_fraction=0"], ["val_error", "val_fraction"]),
+    (["--resume"], ["--resume needs --name"]),
+])
+def test_bad_input_exits_2_with_one_line(capsys, tmp_path, argv, words):
+    assert main([*argv, "--storage", str(tmp_path), "--no-tracking"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    for w in words:
+        assert w in err[0], err[0]
+    assert not any(tmp_path.iterdir())
+
+
+def test_list_spaces(capsys):
+    assert main(["--list-spaces"]) == 0
+    out = capsys.readouterr().out
+    for name in list_spaces():
+        assert name in out

@@ -1,0 +1,395 @@
+"""Fault tolerance, end to end with real Ray, Optuna, MLflow and training on digits (issue 8).
+
+- a trial that crashes is retried from its last checkpoint and completes, no epoch logged twice;
+- a trial whose loss turns NaN stops at once, FAILED in MLflow and FAIL in Optuna, and the study goes on;
+- the driver killed with SIGKILL mid-study, then `--resume`: exactly num_samples trials, the journal holds them all,
+  one MLflow child per trial and none left RUNNING;
+- the MLflow server killed mid-study and restarted on the same port and database: no trial dies, every metric
+  ends up in MLflow;
+- security: the local Ray listens on 127.0.0.1 only, the MLflow servers we start too, every torch.load is
+  weights_only=True.
+
+Every test stops what it started (Ray processes by PID, servers by process group).
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from search.searchers import RAY_TRIAL_ATTR, load_study, make_optuna_search
+from search.tracking import StudyTracking
+from spaces import get_space
+from tests.search.conftest import ROOT, run_cli
+from tests.search.faults import (
+    RUN,
+    MlflowServer,
+    alive,
+    cli_env,
+    descendants,
+    is_loopback,
+    kill_recorded,
+    listening,
+    results,
+    start_cli,
+    trial_dirs,
+    wait_for,
+)
+from trainables.child_run import HTTP_DEFAULTS
+
+pytestmark = pytest.mark.slow
+
+
+def _children(uri: str, study: str):
+    c = MlflowClient(tracking_uri=uri)
+    exp = c.get_experiment_by_name("aikd-search")
+    parents = c.search_runs([exp.experiment_id], filter_string=f"tags.study = '{study}' and tags.role = 'study'")
+    assert len(parents) == 1
+    kids = c.search_runs([exp.experiment_id],
+                         filter_string=f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
+    return c, parents[0], kids
+
+
+def _steps(c, run_id: str, key: str) -> list[int]:
+    return sorted(int(m.step) for m in c.get_metric_history(run_id, key))
+
+
+# ---- the searcher against a stale Ray snapshot (no Ray needed) ---------------------------------------------------
+
+def test_searcher_restored_from_a_stale_snapshot_follows_the_journal(tmp_path):
+    """The SIGKILL trap in miniature: Ray restores the searcher from its last snapshot, the journal moved on."""
+    space, journal = get_space("aikd_ablation"), tmp_path / "optuna.journal"
+    first = make_optuna_search(space, "tpe", 0, "st", journal, max_epochs=3, num_samples=4)
+    cfg_a, _ = first.suggest("a"), first.suggest("b")
+    first.on_trial_result("a", {"val_error": 30.0, "epoch": 1})
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    first.save_to_dir(str(snap))  # Ray's snapshot: trials a and b, both running
+    for e in (2, 3):  # after the snapshot: a finishes and c is asked; then the driver is killed
+        first.on_trial_result("a", {"val_error": 30.0 - e, "epoch": e})
+    first.on_trial_complete("a", {"val_error": 27.0, "epoch": 3})
+    cfg_c = first.suggest("c")
+
+    restored = make_optuna_search(space, "tpe", 0, "st", journal, max_epochs=3, num_samples=4)
+    restored.restore_from_dir(str(snap))
+    # Ray reruns a from its snapshot checkpoint: Ray's stock searcher would report to a finished trial
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        restored._ot_trials["a"].report(28.0, 2)
+    restored.on_trial_result("a", {"val_error": 28.0, "epoch": 2})  # ours: ignored, the journal has the truth
+    restored.on_trial_complete("a", {"val_error": 26.0, "epoch": 3})
+    assert load_study("st", journal).trials[0].value == 27.0
+    # Ray forgot c: the next new trial takes c's Optuna trial and parameters instead of asking another
+    assert restored.suggest("d") == cfg_c
+    cfg_e = restored.suggest("e")
+    assert cfg_e not in (cfg_a, cfg_c)  # the restored sampler was reseeded: no replayed draw
+    assert restored.suggest("f") == "FINISHED"  # the journal holds num_samples trials: none is asked beyond
+    for tid in ("b", "d", "e"):
+        restored.on_trial_complete(tid, {"val_error": 20.0, "epoch": 3})
+    trials = load_study("st", journal).trials
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert [t.user_attrs[RAY_TRIAL_ATTR] for t in trials] == ["a", "b", "d", "e"]
+
+
+# ---- a crashed trial is retried from its checkpoint; a NaN trial fails alone -----------------------------------
+
+FAULT_SAMPLES, FAULT_EPOCHS = 2, 3
+
+
+@pytest.fixture(scope="module")
+def fault_study(tmp_path_factory, teacher_root):
+    """Two trials at once, no early stopping: the one that claims the NaN marker first diverges in epoch 0 (the
+    marker is created atomically), the other crashes once at the end of epoch index 1 (crash_marker) and is retried
+    from its checkpoint (--max-failures 2)."""
+    d = tmp_path_factory.mktemp("faults")
+    uri = f"sqlite:///{d}/mlflow.db"
+    out = run_cli([RUN, "--space", "aikd_ablation", "--dataset", "digits", "--model", "small_cnn",
+                   "--num-samples", str(FAULT_SAMPLES), "--max-epochs", str(FAULT_EPOCHS), "--scheduler", "none",
+                   "--max-concurrent", "2", "--max-failures", "2", "--storage", str(d / "studies"), "--name", "faults",
+                   "--mlflow-uri", uri, "--set", f"teacher.root={teacher_root}",
+                   "--set", "debug.crash_at_epoch=1", "--set", f"debug.crash_marker={d / 'crashed'}",
+                   "--set", "debug.nan_at_epoch=0", "--set", f"debug.nan_marker={d / 'diverged'}"], cwd=d)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    study_dir = d / "studies" / "faults"
+    trials = {p.name[len("trial_"):]: results(p) for p in trial_dirs(study_dir)}
+    c, parent, kids = _children(uri, "faults")
+    return {"dir": d, "study_dir": study_dir, "trials": trials, "client": c, "parent": parent, "kids": kids,
+            "stdout": out.stdout}
+
+
+def test_crashed_trial_continues_from_its_checkpoint(fault_study):
+    assert (fault_study["dir"] / "crashed").exists()  # the crash did happen
+    restored = {tid: res for tid, res in fault_study["trials"].items()
+                if any(r.get("iterations_since_restore") != r.get("training_iteration") for r in res)}
+    assert len(restored) == 1, {t: [(r["epoch"], r.get("iterations_since_restore")) for r in res]
+                                for t, res in fault_study["trials"].items()}
+    (tid, res), = restored.items()
+    # epoch 1 was checkpointed before the crash: the retry starts at epoch 2, epoch 1 is not trained again
+    assert [int(r["epoch"]) for r in res] == list(range(1, FAULT_EPOCHS + 1))
+    assert [r["iterations_since_restore"] for r in res] == [1, 1, 2]
+    kid = next(k for k in fault_study["kids"] if k.data.tags["ray.trial_id"] == tid)
+    assert kid.info.status == "FINISHED" and kid.data.tags["resumed"] == "True"
+    c = fault_study["client"]
+    for key in ("epoch", "val_error", "train_loss", "test_error"):  # exactly one value per epoch
+        assert _steps(c, kid.info.run_id, key) == list(range(1, FAULT_EPOCHS + 1)), key
+
+
+def test_nan_trial_stops_at_once_and_the_study_goes_on(fault_study):
+    assert (fault_study["dir"] / "diverged").exists()
+    failed = {tid: res for tid, res in fault_study["trials"].items() if res and res[-1].get("failure")}
+    assert len(failed) == 1
+    (tid, res), = failed.items()
+    assert len(res) == 1 and res[0]["failure"] == "non-finite loss" and int(res[0]["epoch"]) == 1  # at once
+    others = [r for t, r in fault_study["trials"].items() if t != tid]
+    assert len(others) == FAULT_SAMPLES - 1 and all(int(r[-1]["epoch"]) == FAULT_EPOCHS for r in others)
+    kids = {k.data.tags["ray.trial_id"]: k for k in fault_study["kids"]}
+    assert len(kids) == FAULT_SAMPLES and len(fault_study["kids"]) == FAULT_SAMPLES  # one child per trial
+    assert kids[tid].info.status == "FAILED" and kids[tid].data.tags["failure"] == "non-finite loss"
+    assert "non-finite loss" in kids[tid].data.tags["error"]
+    assert {k.info.status for t, k in kids.items() if t != tid} == {"FINISHED"}
+    study = load_study("faults", fault_study["study_dir"] / "optuna.journal")
+    by_ray = {t.user_attrs[RAY_TRIAL_ATTR]: t for t in study.trials}
+    assert by_ray[tid].state == TrialState.FAIL
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL"]
+    assert fault_study["parent"].info.status == "FINISHED"
+    assert "1 done, 0 pruned, 1 failed" in fault_study["stdout"]
+
+
+# ---- the driver killed with SIGKILL, then --resume -----------------------------------------------------------------
+
+KILL_SAMPLES, KILL_EPOCHS = 3, 3
+
+
+def test_driver_sigkill_then_resume(tmp_path, teacher_root):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    storage, name = tmp_path / "studies", "killed"
+    study_dir, journal = storage / name, storage / name / "optuna.journal"
+    p = start_cli(["--space", "aikd_ablation", "--dataset", "digits", "--model", "small_cnn", "--num-samples",
+                   str(KILL_SAMPLES), "--max-epochs", str(KILL_EPOCHS), "--max-concurrent", "2", "--storage",
+                   str(storage), "--name", name, "--mlflow-uri", uri, "--set", f"teacher.root={teacher_root}"],
+                  tmp_path, tmp_path / "first.log")
+    procs: dict[int, int] = {}  # every process the driver started (Ray's included), recorded while it runs
+
+    def some_trial_finished():
+        procs.update(descendants(p.pid))
+        try:
+            return any(t.state.is_finished() for t in load_study(name, journal).trials)
+        except Exception:  # no journal or study yet
+            return False
+    try:
+        wait_for(some_trial_finished, 400, "a finished trial in the journal", proc=p)
+        procs.update(descendants(p.pid))
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+        # Ray's workers run in process groups of their own: stop each recorded one that outlived the kill
+        kill_recorded(procs)
+    assert not alive(procs)
+    before = load_study(name, journal).trials
+    assert len(before) < KILL_SAMPLES or not all(t.state.is_finished() for t in before)
+
+    out = run_cli([RUN, "--resume", "--name", name, "--storage", str(storage)], cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # exactly num_samples trials, everywhere
+    trials = load_study(name, journal).trials
+    assert len(trials) == KILL_SAMPLES and all(t.state.is_finished() for t in trials)
+    assert [t.number for t in trials] == list(range(KILL_SAMPLES))
+    for old, new in zip(before, trials):  # history kept, not redone (a trial killed mid-ask gets the rest)
+        assert old.params.items() <= new.params.items()
+    dirs = trial_dirs(study_dir)
+    assert len(dirs) == KILL_SAMPLES
+    assert {d.name[len("trial_"):] for d in dirs} == {t.user_attrs[RAY_TRIAL_ATTR] for t in trials}
+    rows = (study_dir / "report" / "leaderboard.csv").read_text().strip().splitlines()
+    assert len(rows) == KILL_SAMPLES + 1
+    c, parent, kids = _children(uri, name)
+    assert len(kids) == KILL_SAMPLES
+    assert {k.data.tags["ray.trial_id"] for k in kids} == {d.name[len("trial_"):] for d in dirs}
+    assert all(k.info.status != "RUNNING" for k in kids) and parent.info.status == "FINISHED"
+    assert parent.data.tags.get("resumed") == "true"
+    for k in kids:  # no epoch logged twice, even for trials rerun from an older checkpoint
+        steps = _steps(c, k.info.run_id, "epoch")
+        assert steps == sorted(set(steps)) and steps[0] == 1, (k.data.tags["ray.trial_id"], steps)
+
+
+# ---- the MLflow server goes down mid-study and comes back ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow_outage"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_mlflow_server_we_start_listens_on_loopback(mlflow_server):
+    pids = descendants(mlflow_server.proc.pid)
+    socks = [s for pid in pids for s in listening(pid)]
+    assert socks and all(is_loopback(addr) for addr, _ in socks), socks
+
+
+OUTAGE_SAMPLES, OUTAGE_EPOCHS = 2, 4
+
+
+def test_mlflow_outage_mid_study(mlflow_server, tmp_path, teacher_root, monkeypatch):
+    storage, name = tmp_path / "studies", "outage"
+    journal = storage / name / "optuna.journal"
+    p = start_cli(["--space", "aikd_ablation", "--dataset", "digits", "--model", "small_cnn", "--num-samples",
+                   str(OUTAGE_SAMPLES), "--max-epochs", str(OUTAGE_EPOCHS), "--scheduler", "none",
+                   "--max-concurrent", "2", "--storage", str(storage), "--name", name,
+                   "--mlflow-uri", mlflow_server.url, "--set", f"teacher.root={teacher_root}"],
+                  tmp_path, tmp_path / "run.log")
+    procs: dict[int, int] = {}
+
+    def some_epoch_reported():
+        procs.update(descendants(p.pid))
+        try:
+            return any(t.intermediate_values for t in load_study(name, journal).trials)
+        except Exception:
+            return False
+    try:
+        wait_for(some_epoch_reported, 400, "a first epoch", proc=p)
+        # the driver side, in this process (its env changes are undone by monkeypatch): a status update that
+        # meets the outage is kept, then sent when the server is back
+        for k in HTTP_DEFAULTS:
+            monkeypatch.setenv(k, os.environ.get(k, HTTP_DEFAULTS[k]))
+        driver = StudyTracking(mlflow_server.url, "outage-driver")
+        driver.start_parent({}, {})
+        mlflow_server.stop()  # the whole process group, SIGKILL: an outage, not a shutdown
+        down = time.time()
+        assert driver.set_trial_status("t0", "t0", "FINISHED") is False and len(driver.deferred) == 1
+        time.sleep(max(0.0, 6 - (time.time() - down)))  # trials keep training while the server is gone
+        mlflow_server.start()  # same port, same database
+        outage_s = time.time() - down
+        assert p.wait(timeout=500) == 0, (tmp_path / "run.log").read_text()[-4000:]
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=30)
+        kill_recorded(procs)
+    log = (tmp_path / "run.log").read_text()
+    # the outage really hit the trials: some reports were made while their metrics could not be sent
+    res = {d.name[len("trial_"):]: results(d) for d in trial_dirs(storage / name)}
+    assert any(r.get("mlflow_unlogged", 0) > 0 for rs in res.values() for r in rs), f"outage {outage_s:.0f}s"
+    # ... and no trial died for it
+    assert len(res) == OUTAGE_SAMPLES and all(int(rs[-1]["epoch"]) == OUTAGE_EPOCHS for rs in res.values())
+    assert not any((d / "error.txt").exists() for d in trial_dirs(storage / name))
+    assert f"trials: {OUTAGE_SAMPLES} done, 0 pruned, 0 failed" in log
+    c, parent, kids = _children(mlflow_server.url, name)
+    assert parent.info.status == "FINISHED" and len(kids) == OUTAGE_SAMPLES
+    assert {k.info.status for k in kids} == {"FINISHED"}
+    for k in kids:  # the metrics missed during the outage were filled in: every epoch, once
+        for key in ("epoch", "val_error", "test_ece"):
+            assert _steps(c, k.info.run_id, key) == list(range(1, OUTAGE_EPOCHS + 1)), (k.info.run_id, key)
+        assert {"config.json", "final_metrics.json", "reliability.png"} <= {a.path for a in
+                                                                             c.list_artifacts(k.info.run_id)}
+    missed = [ln for ln in log.splitlines() if ln.startswith("MLflow: still missing")]
+    assert not missed, missed
+    assert driver.flush_deferred(deadline_s=60) and not driver.deferred
+    assert driver.child_of("t0").info.status == "FINISHED"
+
+
+def test_settle_fills_in_what_a_worker_could_not_send(tmp_path, monkeypatch):
+    """A trial stopped while the server was down reports `mlflow_unlogged`; the driver fills in those epochs from
+    its result.json and the summary says what is still missing."""
+    for k in HTTP_DEFAULTS:  # StudyTracking sets them in this process; monkeypatch undoes it
+        monkeypatch.setenv(k, os.environ.get(k, HTTP_DEFAULTS[k]))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking = StudyTracking(uri, "gap")
+    tracking.start_parent({}, {})
+    c = MlflowClient(tracking_uri=uri)
+    run = c.create_run(tracking.experiment_id, tags={"mlflow.parentRunId": tracking.parent_run_id,
+                                                     "ray.trial_id": "t1"})
+    c.log_metric(run.info.run_id, "epoch", 1.0, step=1)
+    c.log_metric(run.info.run_id, "val_error", 30.0, step=1)
+    trial = tmp_path / "gap" / "trial_t1"
+    trial.mkdir(parents=True)
+    lines = [{"epoch": 1.0, "val_error": 30.0, "trial_id": "t1", "timestamp": 1, "mlflow_unlogged": 0},
+             {"epoch": 2.0, "val_error": 20.0, "trial_id": "t1", "timestamp": 2, "mlflow_unlogged": 3,
+              "config": {"x": 1}, "pid": 7}]
+    (trial / "result.json").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    said = []
+    summary = tracking.settle(tmp_path / "gap", out=said.append)
+    assert summary["filled"] == {"t1": 2} and summary["lacking"] == {"t1": 1}
+    assert _steps(c, run.info.run_id, "epoch") == [1, 2] and _steps(c, run.info.run_id, "val_error") == [1, 2]
+    assert "pid" not in c.get_run(run.info.run_id).data.metrics  # only what the trainable logs
+    assert any("filled in 2 metric values of 1 trials" in s for s in said)
+    assert any(s.startswith("MLflow: still missing") and "t1 (1)" in s for s in said)
+
+
+# ---- security -----------------------------------------------------------------------------------------------------
+
+PROBE_RAY = r"""
+import json, os, sys
+from search.run import _init_ray, parse_args
+from tests.search.faults import descendants, listening
+ray = _init_ray(parse_args(["--num-cpus", "1"]))
+gcs = ray.get_runtime_context().gcs_address
+socks = {pid: listening(pid) for pid in descendants(os.getpid()) if pid != os.getpid()}
+node = ray.nodes()[0]["NodeManagerAddress"]
+ray.shutdown()
+print(json.dumps({"gcs": gcs, "node": node, "socks": socks}))
+"""
+
+
+def test_local_ray_listens_on_loopback_only(tmp_path):
+    out = subprocess.run([sys.executable, "-c", PROBE_RAY], capture_output=True, text=True, cwd=tmp_path,
+                         env=cli_env(), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["gcs"].startswith("127.0.0.1:") and info["node"] == "127.0.0.1", info
+    socks = [s for v in info["socks"].values() for s in v]
+    assert socks, info  # GCS and raylet do listen ...
+    assert all(is_loopback(addr) for addr, _ in socks), socks  # ... on 127.0.0.1 only
+
+
+CODE_DIRS = ("aikd", "search", "trainables", "spaces", "scripts", "benchmarks", "tests")
+
+
+def _code_files():
+    for d in CODE_DIRS:
+        yield from sorted((ROOT / d).rglob("*.py")) if (ROOT / d).exists() else ()
+        yield from sorted((ROOT / d).rglob("*.sh")) if (ROOT / d).exists() else ()
+
+
+def test_every_torch_load_is_weights_only():
+    calls = []
+    for f in _code_files():
+        text = f.read_text()
+        for m in re.finditer(r"torch\.load\(", text):
+            depth, i = 1, m.end()
+            while depth and i < len(text):  # the call's full argument list, across lines
+                depth += {"(": 1, ")": -1}.get(text[i], 0)
+                i += 1
+            calls.append((f.relative_to(ROOT), text[m.start():i]))
+    assert calls  # checkpoints, teachers and the report all load weights
+    unsafe = [(str(f), call) for f, call in calls if "weights_only=True" not in call]
+    assert not unsafe, unsafe
+
+
+def test_mlflow_servers_we_start_bind_loopback():
+    """Every `mlflow server` / `mlflow ui` our code or tests start names --host 127.0.0.1 (or leaves MLflow's own
+    default, 127.0.0.1), never all interfaces."""
+    starts = []
+    for f in _code_files():
+        text = f.read_text()
+        if "mlflow" not in text or f == Path(__file__):
+            continue
+        for m in re.finditer(r"""mlflow["']?,?\s*["']?(server|ui)\b|["'](server|ui)["'],\s*["']--host""", text):
+            window = text[m.start():m.start() + 400]
+            starts.append((str(f.relative_to(ROOT)), window))
+            assert "0.0.0.0" not in window, (f, window)
+            if "--host" in window:
+                assert re.search(r"""--host["']?,?\s*["']?127\.0\.0\.1""", window), (f, window)
+    assert any("faults.py" in f for f, _ in starts)  # the checker does see our servers

@@ -1,0 +1,110 @@
+"""End-to-end studies with real Ray, Optuna, MLflow (local SQLite store) and PyTorch training on digits."""
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.search.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+EPOCHS = 4
+SAMPLES = 8
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, teacher_root):
+    d = tmp_path_factory.mktemp("study")
+    uri = f"sqlite:///{d}/mlflow.db"
+    out = run_cli([str(ROOT / "search/run.py"), "--space", "aikd_ablation", "--dataset", "digits", "--model",
+                   "small_cnn", "--num-samples", str(SAMPLES), "--max-epochs", str(EPOCHS), "--grace-period", "1",
+                   "--reduction-factor", "2", "--max-concurrent", "2", "--storage", str(d / "studies"), "--name", "s1",
+                   "--mlflow-uri", uri, "--set", f"teacher.root={teacher_root}"], cwd=d)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return {"dir": d / "studies" / "s1", "uri": uri, "stdout": out.stdout}
+
+
+def test_summary_and_best_config(study):
+    out = study["stdout"]
+    assert "top trials by val_error" in out and "saved by early stopping" in out
+    best = json.loads((study["dir"] / "best_config.json").read_text())
+    assert best["config"]["method.name"] == "aikd" and 0 <= best["val_error"] <= 100
+
+
+def test_optuna_holds_stopped_trials_as_pruned(study):
+    s = optuna.load_study(study_name="s1", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(study["dir"] / "optuna.journal"))))
+    states = [t.state for t in s.trials]
+    assert len(states) == SAMPLES
+    pruned = [t for t in s.trials if t.state == optuna.trial.TrialState.PRUNED]
+    complete = [t for t in s.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert pruned, states  # reduction factor 2 at grace 1 always stops some of 8 trials
+    assert all(max(t.intermediate_values) < EPOCHS for t in pruned)
+    assert all(max(t.intermediate_values) == EPOCHS for t in complete)
+
+
+def test_mlflow_parent_children_statuses_metrics_artifacts(study):
+    c = MlflowClient(tracking_uri=study["uri"])
+    exp = c.get_experiment_by_name("aikd-search")
+    parents = c.search_runs([exp.experiment_id], filter_string="tags.role = 'study'")
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and parent.data.params["space"] == "aikd_ablation"
+    assert "version.torch" in parent.data.tags and "command" in parent.data.tags
+    kids = c.search_runs([exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(kids) == SAMPLES
+    assert len({k.data.tags["ray.trial_id"] for k in kids}) == SAMPLES
+    assert all(k.info.status in ("FINISHED", "KILLED") for k in kids)
+    killed = [k for k in kids if k.info.status == "KILLED"]
+    assert killed and all(k.data.tags.get("pruned") == "true" for k in killed)
+    done = [k for k in kids if k.info.status == "FINISHED"]
+    assert done
+    k = done[0]
+    assert k.data.params["method.name"] == "aikd" and "critic.fc1" in k.data.params
+    hist = c.get_metric_history(k.info.run_id, "val_error")
+    assert sorted(m.step for m in hist) == list(range(1, EPOCHS + 1))
+    assert len(k.data.metrics) <= 32
+    arts = {a.path for a in c.list_artifacts(k.info.run_id)}
+    assert {"config.json", "final_metrics.json", "reliability.png"} <= arts
+    final = json.loads(Path(c.download_artifacts(k.info.run_id, "final_metrics.json")).read_text())
+    assert "test_ece" in final and "test_ece_ts" in final
+    report = {a.path for a in c.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/leaderboard.csv", "report/leaderboard.md", "report/optimization_history.png"} <= report
+    assert any(a.path.endswith("weights.pt") for a in c.list_artifacts(parent.info.run_id, "best_model"))
+
+
+def test_report_rebuilds_from_storage(study, tmp_path):
+    (study["dir"] / "report" / "leaderboard.csv").unlink()
+    out = run_cli([str(ROOT / "search/report.py"), str(study["dir"]), "--no-tracking"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    rows = (study["dir"] / "report" / "leaderboard.csv").read_text().splitlines()
+    assert len(rows) == SAMPLES + 1
+
+
+def test_seeds_reported_as_mean_and_std(tmp_path, teacher_root):
+    out = run_cli([str(ROOT / "search/run.py"), "--space", "aikd_ablation", "--smoke-test", "--num-samples", "1",
+                   "--seeds", "3", "--scheduler", "none", "--storage", str(tmp_path), "--name", "seeds",
+                   "--no-tracking", "--set", f"teacher.root={teacher_root}"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "+/-" in out.stdout
+    trial = next(p for p in (tmp_path / "seeds").iterdir() if (p / "result.json").exists())
+    last = json.loads((trial / "result.json").read_text().splitlines()[-1])
+    assert last["val_error_std"] >= 0 and "test_error_std" in last
+
+
+def test_quarter_gpu_trials_run_four_at_once(tmp_path, teacher_root):
+    out = run_cli([str(ROOT / "search/run.py"), "--space", "aikd_ablation", "--dataset", "digits", "--model",
+                   "wrn16_2", "--num-samples", "4", "--max-epochs", "10", "--scheduler", "none", "--num-gpus", "1",
+                   "--num-cpus", "4", "--gpus-per-trial", "0.25", "--storage", str(tmp_path), "--name", "gpu",
+                   "--no-tracking", "--set", f"teacher.root={teacher_root}"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    spans = []
+    for trial in (tmp_path / "gpu").iterdir():
+        if (trial / "result.json").exists():
+            res = [json.loads(x) for x in (trial / "result.json").read_text().splitlines()]
+            spans.append((res[0]["timestamp"] - res[0]["time_this_iter_s"], res[-1]["timestamp"]))
+    assert len(spans) == 4
+    latest_start, earliest_end = max(s for s, _ in spans), min(e for _, e in spans)
+    assert latest_start < earliest_end  # all four trials were running at the same moment

@@ -1,0 +1,200 @@
+"""A trial's MLflow child run, written from the worker through the tracking URI (no shared disk needed).
+
+The run is found by its trial-id tag before one is created, so a retried or resumed trial keeps exactly one
+child run, and an epoch that a retried or resumed trial trains again is not logged twice (the steps already in the
+run's `epoch` history are skipped). Each report is one `log_batch` request. When the server is unreachable nothing
+here raises: the run is opened later if it could not be at the start, and metrics, tags and artifacts that could
+not be sent are kept and sent with the next request, so what was missed during an outage is filled in when the
+server returns; `close()` keeps retrying with backoff until its deadline and counts what still could not be sent
+(`unlogged`, reported to Tune as `mlflow_unlogged`, and listed in the study summary).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+TRIAL_TAG = "ray.trial_id"
+MAX_PENDING = 10_000
+# MLflow's REST client retries a refused connection inside every call for ~4 minutes (7 retries, backoff factor
+# 2): that would stall training (worker) or Tune's event loop (driver) for a whole outage. Our callers retry with
+# their own backoff and keep what they could not send, so each call fails fast instead. Values set by the user win.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+                 # with a server URI, set_terminated otherwise fetches the run once more and prints two "View run"
+                 # lines per trial into the study's progress output (run.py prints the parent's URL once)
+                 "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+
+
+def fail_fast_http() -> None:
+    for k, v in HTTP_DEFAULTS.items():
+        os.environ.setdefault(k, v)
+
+
+def _retry(fn, attempts=4, base_delay=0.5):
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception:
+            if i == attempts - 1:
+                raise
+            time.sleep(base_delay * 2**i)
+
+
+class ChildRun:
+    OPEN_ATTEMPTS = 3  # ~1.5 s at the start of the trial; after that the run is opened with a later request
+
+    def __init__(self, tracking: dict, trial_id: str, trial_name: str, params: dict, tags: dict | None = None):
+        fail_fast_http()
+        self.client = MlflowClient(tracking_uri=tracking["uri"])
+        self.trial_id, self.trial_name = trial_id, trial_name
+        self.experiment_id, self.parent = tracking["experiment_id"], tracking["parent_run_id"]
+        all_tags = {"mlflow.parentRunId": self.parent, TRIAL_TAG: trial_id, "ray.node_ip": _node_ip(),
+                    "ray.node_id": _node_id(), "hostname": socket.gethostname(), **(tags or {})}
+        # tag values must be strings: a SQL store coerces them, the REST store (mlflow server) raises TypeError
+        self._tags = {k: str(v) for k, v in all_tags.items()}
+        self._params = [Param(k, _param_str(v)) for k, v in sorted(params.items())]
+        self.run_id: str | None = None
+        self.logged_through = 0  # epochs an earlier attempt of this trial logged already
+        self.pending: list[Metric] = []
+        self.pending_tags: dict = {}
+        self.pending_files: list[tuple[str, str | None]] = []
+        self.missed = 0
+        self._spool: str | None = None
+        self._open(attempts=self.OPEN_ATTEMPTS)
+
+    # -- opening the run --------------------------------------------------------------------------------------
+    def _open(self, attempts: int = 1) -> bool:
+        if self.run_id is None:
+            try:
+                _retry(self._open_once, attempts=attempts)
+            except Exception:
+                return False
+            self.pending = [m for m in self.pending if m.step > self.logged_through]
+        return True
+
+    def _open_once(self) -> None:
+        found = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{self.trial_id}' and "
+                                                f"tags.`mlflow.parentRunId` = '{self.parent}'", max_results=1)
+        if found:
+            run = found[0]
+            self.client.update_run(run.info.run_id, status="RUNNING")
+            self.client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in self._tags.items()])
+            if not run.data.params:
+                self._log_params(run.info.run_id)
+            history = self.client.get_metric_history(run.info.run_id, "epoch")
+            self.logged_through = max((int(m.step) for m in history), default=0)
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=self.trial_name, tags=self._tags)
+            self._log_params(run.info.run_id)
+        self.run_id = run.info.run_id
+
+    def _log_params(self, run_id: str) -> None:
+        for i in range(0, len(self._params), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(run_id, params=self._params[i:i + 100])
+
+    # -- logging ----------------------------------------------------------------------------------------------
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        """One request for the whole report; on failure the metrics wait for the next request."""
+        if step <= self.logged_through:
+            return  # an epoch trained again after a retry or resume: logged once already
+        ts = int(time.time() * 1000)
+        self.pending += [Metric(k, float(v), ts, step) for k, v in metrics.items()
+                         if isinstance(v, (int, float)) and math.isfinite(float(v))]
+        self.flush()
+
+    def set_tags(self, tags: dict) -> None:
+        self.pending_tags.update({k: str(v) for k, v in tags.items()})
+        self.flush()
+
+    def log_dict(self, data: dict, name: str) -> None:
+        path = Path(tempfile.mkdtemp(dir=self._spool_dir())) / name
+        path.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
+        self.pending_files.append((str(path), None))
+        self.flush()
+
+    def log_file(self, path, artifact_path: str | None = None) -> None:
+        kept = Path(tempfile.mkdtemp(dir=self._spool_dir())) / Path(path).name
+        shutil.copyfile(path, kept)  # the caller may delete its file before the server is back
+        self.pending_files.append((str(kept), artifact_path))
+        self.flush()
+
+    def _spool_dir(self) -> str:
+        if self._spool is None:
+            self._spool = tempfile.mkdtemp(prefix="aikd-mlflow-")
+        return self._spool
+
+    @property
+    def unlogged(self) -> int:
+        """Metric values, tags and files not (yet) in MLflow."""
+        return len(self.pending) + len(self.pending_tags) + len(self.pending_files) + self.missed
+
+    def flush(self) -> bool:
+        """One attempt to send everything pending; False (and everything kept) if the server is unreachable."""
+        if not self._open():
+            self._cap()
+            return False
+        try:
+            if self.pending_tags:
+                self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in self.pending_tags.items()])
+                self.pending_tags = {}
+            while self.pending:
+                batch = self.pending[:1000]
+                self.client.log_batch(self.run_id, metrics=batch)
+                self.pending = self.pending[len(batch):]
+            while self.pending_files:
+                path, artifact_path = self.pending_files[0]
+                self.client.log_artifact(self.run_id, path, artifact_path)
+                self.pending_files.pop(0)
+        except Exception:
+            self._cap()
+            return False
+        return True
+
+    def _cap(self) -> None:
+        if len(self.pending) > MAX_PENDING:
+            self.missed += len(self.pending) - MAX_PENDING
+            self.pending = self.pending[-MAX_PENDING:]
+
+    def close(self, deadline_s: float = 60.0) -> int:
+        """Send what is still pending (retrying with backoff until the deadline); returns the count missed."""
+        delay, end = 0.5, time.time() + deadline_s
+        while not self.flush() and time.time() < end:
+            time.sleep(min(delay, max(0.0, end - time.time())))
+            delay = min(delay * 2, 8.0)
+        self.missed += len(self.pending) + len(self.pending_tags) + len(self.pending_files)
+        self.pending, self.pending_tags, self.pending_files = [], {}, []
+        if self._spool is not None:
+            shutil.rmtree(self._spool, ignore_errors=True)
+            self._spool = None
+        return self.missed
+
+
+def _param_str(v) -> str:
+    s = json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v)
+    return s[:6000]
+
+
+def _node_ip() -> str:
+    try:
+        import ray
+        return ray.util.get_node_ip_address()
+    except Exception:
+        return ""
+
+
+def _node_id() -> str:
+    try:
+        import ray
+        return ray.get_runtime_context().get_node_id()
+    except Exception:
+        return os.environ.get("RAY_NODE_ID", "")

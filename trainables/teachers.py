@@ -1,0 +1,41 @@
+"""Phase-1 teachers trained once, before the trials, as Ray tasks with the trial resources."""
+
+from __future__ import annotations
+
+import ray
+
+from aikd.config import TrainConfig, needs_teacher
+from aikd.teachers import get_or_train_teacher, teacher_key, teacher_path
+
+
+def _train_teacher(flat: dict) -> str:
+    cfg = TrainConfig.from_dict(flat)
+    logs = []
+    get_or_train_teacher(cfg, log=logs.append)
+    return "\n".join(logs)
+
+
+def distinct_teacher_configs(flat_configs: list[dict]) -> list[dict]:
+    """One config per distinct teacher key among the configs that need a teacher."""
+    seen, out = set(), []
+    for flat in flat_configs:
+        cfg = TrainConfig.from_dict(flat)
+        if needs_teacher(cfg):
+            key = teacher_key(cfg)
+            if key not in seen:
+                seen.add(key)
+                out.append(flat)
+    return out
+
+
+def pretrain_teachers(flat_configs: list[dict], cpus: float, gpus: float, log=print) -> list[str]:
+    """Train (or find) every teacher the study needs, in parallel Ray tasks; returns the store paths."""
+    todo = distinct_teacher_configs(flat_configs)
+    if not todo:
+        return []
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=2)(_train_teacher)
+    refs = [task.remote(flat) for flat in todo]
+    for flat, ref in zip(todo, refs):
+        msgs = ray.get(ref)
+        log(msgs.splitlines()[0] if msgs else f"phase-1 teacher ready: {teacher_path(TrainConfig.from_dict(flat))}")
+    return [str(teacher_path(TrainConfig.from_dict(flat))) for flat in todo]
