@@ -329,7 +329,7 @@ def run_study(args, plan: Plan, out=print) -> int:
     from search.searchers import make_optuna_search
     from search.tracking import ProgressCallback, StudyTracking, TrialStatusCallback
     from trainables.kd import run_trial
-    from trainables.resources import with_trial_resources
+    from trainables.resources import trial_slots, with_trial_resources
     from trainables.teachers import pretrain_teachers
 
     study_dir = Path(plan.study_dir)
@@ -341,6 +341,10 @@ def run_study(args, plan: Plan, out=print) -> int:
     status = "FAILED"
     try:
         _cluster_checks(ray, plan)
+        # Tune keeps one pending trial at a time behind a searcher unless told otherwise, so trials would start one
+        # by one, each waiting for the previous worker process to boot: let it stage as many as the cluster holds.
+        os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG",
+                              str(trial_slots(ray.cluster_resources(), plan.cpus, plan.gpus)))
         if args.download:
             out("downloading the dataset once on the driver ...")
             _check_dataset(TrainConfig.from_dict({**plan.base, "data.download": True}).resolved(), download=True)
@@ -377,7 +381,8 @@ def run_study(args, plan: Plan, out=print) -> int:
             scheduler = ASHAScheduler(time_attr="epoch", metric=plan.space.metric, mode=plan.space.mode,
                                       max_t=plan.epochs, grace_period=plan.grace_period,
                                       reduction_factor=args.reduction_factor)
-        callbacks = [ProgressCallback(plan.space.metric, plan.space.mode, plan.epochs, out=out)]
+        progress = ProgressCallback(plan.space.metric, plan.space.mode, plan.epochs, out=out)
+        callbacks = [progress]
         if tracking:
             callbacks.append(TrialStatusCallback(tracking, plan.epochs))
         trainable = with_trial_resources(run_trial, plan.cpus, plan.gpus)
@@ -398,7 +403,7 @@ def run_study(args, plan: Plan, out=print) -> int:
                 run_config=run_config)
         t0 = time.time()
         results = tuner.fit()
-        out(f"study finished in {time.time() - t0:.0f}s")
+        out(f"study finished in {time.time() - t0:.0f}s; at most {progress.peak_concurrent} trials ran at once")
         from search.report import summarize
         summarize(plan, results, tracking, args, out=out)
         if tracking:  # statuses kept during a server outage, metrics the workers could not send

@@ -286,6 +286,12 @@ class ProgressCallback(tune.Callback):
         self.t0 = time.time()
         self.last_print = 0.0
         self.best = None
+        self.active: set[str] = set()  # trials whose actor holds its resources now
+        self.peak_concurrent = 0  # the most trials that held resources at one moment: shows fractional-GPU packing
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.active.add(trial.trial_id)
+        self.peak_concurrent = max(self.peak_concurrent, len(self.active))
 
     def _line(self, trials) -> str:
         counts = {"running": 0, "done": 0, "pruned": 0, "failed": 0, "pending": 0}
@@ -314,5 +320,9 @@ class ProgressCallback(tune.Callback):
             self.out(self._line(trials))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        self.active.discard(trial.trial_id)
         self.last_print = time.time()
         self.out(self._line(trials))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.active.discard(trial.trial_id)

@@ -32,5 +32,13 @@ def trial_resources(cpus: float, gpus: float) -> dict:
     return {"cpu": check_cpus_per_trial(cpus), "gpu": check_gpus_per_trial(gpus)}
 
 
+def trial_slots(cluster: dict, cpus: float, gpus: float) -> int:
+    """How many trials the cluster can hold at once (summed over nodes; at least 1)."""
+    slots = cluster.get("CPU", 0) // check_cpus_per_trial(cpus)
+    if check_gpus_per_trial(gpus) > 0:
+        slots = min(slots, round(cluster.get("GPU", 0) / gpus, 6) // 1)
+    return max(1, int(slots))
+
+
 def with_trial_resources(trainable, cpus: float, gpus: float):
     return tune.with_resources(trainable, trial_resources(cpus, gpus))

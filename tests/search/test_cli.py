@@ -79,3 +79,15 @@ def test_list_spaces(capsys):
     out = capsys.readouterr().out
     for name in list_spaces():
         assert name in out
+
+
+@pytest.mark.parametrize("cluster,cpus,gpus,slots", [
+    ({"CPU": 4.0, "GPU": 1.0}, 1, 0.25, 4),   # four trials share the GPU
+    ({"CPU": 2.0, "GPU": 1.0}, 1, 0.25, 2),   # CPUs bind first
+    ({"CPU": 16.0, "GPU": 2.0}, 2, 0.5, 4),
+    ({"CPU": 3.0}, 2, 0, 1),
+    ({"CPU": 1.0}, 2, 0, 1),                  # never below one
+])
+def test_trial_slots_counts_what_the_cluster_holds(cluster, cpus, gpus, slots):
+    from trainables.resources import trial_slots
+    assert trial_slots(cluster, cpus, gpus) == slots
