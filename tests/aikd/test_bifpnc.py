@@ -16,14 +16,6 @@ RESNET18_CHANNELS = [64, 128, 256, 512]
 WRN16_2_PARAMETERS = 703_060
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_cpu_thread():
-    """Many tiny CPU ops: one intra-op thread avoids thread-barrier stalls on small shared VMs; restored after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -17,13 +17,6 @@ from aikd.models import create_model
 C = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_cpu_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def make(temperature=4.0, lambda_cls=1.0, seed=0):
     torch.manual_seed(seed)

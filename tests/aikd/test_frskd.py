@@ -20,13 +20,6 @@ from aikd.models import create_model
 C = 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_cpu_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def make(alpha=2.0, beta=100.0, seed=0):
     torch.manual_seed(seed)

@@ -9,19 +9,9 @@ import copy
 import math
 
 import pytest
-import torch
 
 from aikd.config import TrainConfig
 from aikd.train import fit
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_cpu_thread():
-    """Many tiny CPU ops: one intra-op thread avoids thread-barrier stalls on small shared VMs; restored after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 class StoreState:

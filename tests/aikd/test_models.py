@@ -12,16 +12,6 @@ import torchvision
 
 from aikd.models import Backbone, BiFPNc, Critic, create_model, list_models, register_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_cpu_thread():
-    """Many tiny CPU ops: one intra-op thread avoids thread-barrier stalls on small shared VMs; restored after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # name -> list of (kwargs, nominal input size); names not listed build with no kwargs at 32x32.
 BACKBONE_VARIANTS = {
     "resnet18": [({"stem": "imagenet"}, 224), ({"stem": "cifar"}, 32)],

@@ -16,13 +16,6 @@ from aikd.models import create_model
 C, N, E = 5, 12, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_cpu_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 LABELS = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1])
 IMAGES = torch.randn(N, 3, 8, 8, generator=torch.Generator().manual_seed(3))

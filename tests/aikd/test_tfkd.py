@@ -18,13 +18,6 @@ from aikd.models import create_model
 C = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_cpu_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def make(variant="self", alpha=None, T=None, m=None, teacher="random"):
     torch.manual_seed(0)
