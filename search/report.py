@@ -228,8 +228,8 @@ def build_report(space, study_dir: Path, name: str, epochs: int, tracking=None, 
                         child = tracking.child_of(best["trial_id"])
                         if child is not None:
                             tracking.log_artifact(w, "model", run_id=child.info.run_id)
-            out(f"MLflow: report logged to parent run {tracking.parent_run_id} ({tracking.uri}); browse with "
-                f"`mlflow ui --backend-store-uri {tracking.uri}`")
+            out(f"MLflow: report logged to parent run {tracking.parent_run_id} ({tracking.uri}); "
+                f"{tracking.browse_hint()}")
         except Exception as e:
             out(f"warning: could not log the report to MLflow: {e}")
     out(f"results: {study_dir} (report in {report_dir}; {len(plots)} plots)")

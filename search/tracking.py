@@ -98,6 +98,12 @@ class StudyTracking:
             _retry(lambda chunk=items[i:i + 100]: self.client.log_batch(self.parent_run_id, params=chunk))
         return self.parent_run_id
 
+    def browse_hint(self) -> str:
+        """How to look at the study: the parent run's page on a server, or the command that serves a local store."""
+        if is_local_store(self.uri):
+            return f"browse with `mlflow ui --backend-store-uri {self.uri}` (then http://127.0.0.1:5000)"
+        return f"browse at {self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.parent_run_id}"
+
     def trial_info(self) -> dict:
         """What a trial needs to open its child run from any node."""
         return {"uri": self.uri, "experiment_id": self.experiment_id, "parent_run_id": self.parent_run_id}

@@ -129,6 +129,8 @@ def test_one_parent_one_child_per_trial(study):
     trial_dirs = {p.name for p in (study["dir"] / "studies" / "srv").iterdir() if p.name.startswith("trial_")}
     assert {f"trial_{k.data.tags['ray.trial_id']}" for k in kids} == trial_dirs
     assert "View run" not in study["stdout"]  # MLflow's per-run URL lines stay out of the progress output
+    # the summary points at the parent run's page on the server (not at `mlflow ui` on a local store)
+    assert f"/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}" in study["stdout"]
 
 
 def test_statuses_and_metric_history(study):
