@@ -5,8 +5,9 @@ for about 30 s on one core of this machine) run
 
 - through the CLI: `search/run.py --space cskd --searcher tpe --scheduler none --set method.name=baseline
   --cpus-per-trial 1 --num-cpus C --max-concurrent C`, MLflow on (a SQLite store in a temporary folder);
-- with `--reuse-actors` also through the CLI with Ray Tune's `reuse_actors=True` patched in (the proposal
-  measured; function trainables support it in Ray >= 2.x through `FunctionTrainable.reset_config`);
+  (the CLI's default reuses a finished trial's worker for the next trial: Tune's `reuse_actors=True`, which
+  function trainables support through `FunctionTrainable.reset_config`);
+- unless `--no-fresh-variant`, also through the CLI with `--no-reuse-actors` (a fresh worker process per trial);
 - plainly: a fresh `python` process that calls `aikd.train.fit` on the very configurations the CLI's trials ran
   (read back from the study's trial folders), C at a time in a `ProcessPoolExecutor` (spawned workers,
   OMP_NUM_THREADS=1 and torch threads = cpus per trial, as Ray gives a 1-CPU trial).
@@ -17,7 +18,7 @@ reuse, with and without the imports our trial makes) and, from the trial folders
 Fixed cost per trial = C x wall / trials - mean training time of a trial (sum of its `epoch_seconds`).
 
     PYTHONPATH=. python benchmarks/tune_overhead.py [--trials 4] [--epochs 7] [--concurrency 2]
-        [--no-reuse-variant] [--no-micro] [--keep]
+        [--no-fresh-variant] [--no-micro] [--keep]
 
 Last line: `tune_overhead ratio=X.XX` (CLI wall / plain wall; target <= 1.10).
 """
@@ -95,15 +96,6 @@ t0 = time.perf_counter()
 import aikd.train, trainables.child_run, trainables.kd, trainables.plots  # noqa: F401
 print("RESULT", time.perf_counter() - t0)
 """
-
-CLI_REUSE = r"""
-import functools, sys
-import ray.tune
-ray.tune.TuneConfig = functools.partial(ray.tune.TuneConfig, reuse_actors=True)
-from search.run import main
-sys.exit(main(sys.argv[1:]))
-"""
-
 
 # ---------------------------------------------------------------------------------------------- plain side
 
@@ -220,7 +212,7 @@ def _result_line(stdout: str):
 
 
 def cli_command(args, storage: Path, name: str, reuse: bool) -> list[str]:
-    head = [PY, "-c", CLI_REUSE] if reuse else [PY, str(ROOT / "search" / "run.py")]
+    head = [PY, str(ROOT / "search" / "run.py")] + ([] if reuse else ["--no-reuse-actors"])
     return [*head, *CLI_ARGS, "--num-samples", str(args.trials), "--max-epochs", str(args.epochs),
             "--cpus-per-trial", "1", "--num-cpus", str(args.concurrency), "--max-concurrent", str(args.concurrency),
             "--storage", str(storage), "--name", name, "--mlflow-uri", f"sqlite:///{storage / 'mlflow.db'}",
@@ -276,7 +268,7 @@ def main(argv=None) -> None:
     p.add_argument("--trials", type=int, default=4)
     p.add_argument("--epochs", type=int, default=7, help="epochs per trial (~30 s of training on one core here)")
     p.add_argument("--concurrency", type=int, default=2, help="trials at once on both sides (1 CPU each)")
-    p.add_argument("--no-reuse-variant", action="store_true", help="skip the CLI run with reuse_actors=True")
+    p.add_argument("--no-fresh-variant", action="store_true", help="skip the CLI run with --no-reuse-actors")
     p.add_argument("--no-micro", action="store_true", help="skip the Ray start-up / bare-trial measurements")
     p.add_argument("--keep", action="store_true", help="keep the temporary study folders")
     p.add_argument("--max-load", type=float, default=1.5)
@@ -313,33 +305,34 @@ def main(argv=None) -> None:
 
         runs = {}
         wait_for_quiet(args.max_load, tries=3)
-        runs["cli"] = run_cli(args, tmp, "overhead", reuse=False)
+        runs["cli"] = run_cli(args, tmp, "overhead", reuse=True)
         configs = runs["cli"]["configs"]
         wait_for_quiet(args.max_load, tries=3)
         runs["plain"] = run_plain(args, configs, tmp)
-        if not args.no_reuse_variant:
+        if not args.no_fresh_variant:
             wait_for_quiet(args.max_load, tries=3)
-            runs["cli_reuse"] = run_cli(args, tmp, "overhead_reuse", reuse=True)
+            runs["cli_fresh"] = run_cli(args, tmp, "overhead_fresh", reuse=False)
 
         print(f"{'side':<28}{'wall s':>8}{'CPU s':>8}{'train s/trial':>15}{'fixed s/trial':>15}")
-        labels = {"cli": "search/run.py", "cli_reuse": "search/run.py reuse_actors", "plain": "plain fit() loop"}
+        labels = {"cli": "search/run.py", "cli_fresh": "search/run.py fresh workers", "plain": "plain fit() loop"}
         for k, res in runs.items():
             print(f"{labels[k]:<28}{res['wall_s']:>8.1f}{res['cpu_s']:>8.1f}{_mean(res['train_s']):>15.1f}"
                   f"{fixed_per_trial(res, args):>15.1f}")
-        for k in ("cli", "cli_reuse"):
+        for k in ("cli", "cli_fresh"):
             if k in runs:
                 r = runs[k]
                 print(f"{labels[k]}: tuner.fit {r['fit_s']:.0f}s, so {r['wall_s'] - r['fit_s']:.0f}s before/after it "
                       f"(imports, ray.init, MLflow parent, summary, shutdown); inside a trial: first report "
                       f"+{median(r['first_overhead_s']):.1f}s (Trainer build, MLflow child run), each later report "
                       f"+{median(r['epoch_overhead_s']):.2f}s (checkpoint, MLflow log_batch)")
-        if "cli_reuse" in runs:
-            print(f"reuse_actors=True: wall {runs['cli']['wall_s']:.1f}s -> {runs['cli_reuse']['wall_s']:.1f}s, "
-                  f"ratio vs plain {runs['cli_reuse']['wall_s'] / runs['plain']['wall_s']:.2f}")
+        if "cli_fresh" in runs:
+            print(f"--no-reuse-actors (a fresh worker per trial): wall {runs['cli']['wall_s']:.1f}s -> "
+                  f"{runs['cli_fresh']['wall_s']:.1f}s, ratio vs plain "
+                  f"{runs['cli_fresh']['wall_s'] / runs['plain']['wall_s']:.2f}")
         print(f"CPU seconds (all processes of a side, load-insensitive): search/run.py / plain "
               f"{runs['cli']['cpu_s'] / runs['plain']['cpu_s']:.2f}"
-              + (f", with reuse_actors {runs['cli_reuse']['cpu_s'] / runs['plain']['cpu_s']:.2f}"
-                 if "cli_reuse" in runs else ""))
+              + (f", with fresh workers {runs['cli_fresh']['cpu_s'] / runs['plain']['cpu_s']:.2f}"
+                 if "cli_fresh" in runs else ""))
         print(f"tune_overhead ratio={runs['cli']['wall_s'] / runs['plain']['wall_s']:.2f}")
     finally:
         if not args.keep:

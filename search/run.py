@@ -54,6 +54,9 @@ def parse_args(argv=None):
     p.add_argument("--num-gpus", type=int, help="GPUs a local Ray cluster declares (default: those detected)")
     p.add_argument("--num-cpus", type=int, help="CPUs a local Ray cluster declares (default: all)")
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
+    p.add_argument("--no-reuse-actors", dest="reuse_actors", action="store_false",
+                   help="start a fresh worker process per trial (default: a finished trial's worker takes the next "
+                        "trial, saving the process start and imports, several seconds per trial)")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial from its checkpoint")
     p.add_argument("--address", help="join a running Ray cluster: auto, host:port or ray://host:port")
     p.add_argument("--storage", default="studies", help="study folder root (shared FS or s3://, gs:// on clusters)")
@@ -160,6 +163,11 @@ def build_plan(args) -> Plan:
     scheduler = space.scheduler if args.scheduler is None else (None if args.scheduler == "none" else "asha")
     base = dict(space.base)
     if args.dataset:
+        if args.dataset != base.get("data.dataset") and not args.model:
+            # the space's model is the paper's choice for the paper's dataset; another dataset brings its own
+            # default model from the one table in aikd.config (digits: a small CNN); --model overrides
+            base.pop("model.name", None)
+            base.pop("model.family", None)
         base["data.dataset"] = args.dataset
     if args.model:
         _check_model(args.model)
@@ -236,6 +244,10 @@ def print_plan(plan: Plan, args, out=print) -> None:
     out(f"study       {plan.name}  ({plan.study_dir})")
     out(f"space       {s.name}: {s.description}")
     out(f"base        {json.dumps(plan.base, sort_keys=True)}")
+    resolved = [TrainConfig.from_dict(f).resolved() for f in plan.configs]
+    datasets, models = sorted({c.data.dataset for c in resolved}), sorted({c.model.name for c in resolved})
+    out(f"training    {', '.join(datasets)}; model {', '.join(models)}; batch {resolved[0].data.batch_size}, "
+        f"lr {resolved[0].optim.lr:g}")
     params = ", ".join(s.outputs()) if s.params else "-"
     out(f"params      {params}")
     kind = f"{plan.num_samples} cells" if s.is_grid else f"{plan.num_samples} samples"
@@ -244,7 +256,8 @@ def print_plan(plan: Plan, args, out=print) -> None:
              if plan.scheduler else "none")
     out(f"scheduler   {sched}; epochs per trial {plan.epochs}")
     out(f"resources   {plan.cpus:g} CPU, {plan.gpus:g} GPU per trial; max concurrent "
-        f"{args.max_concurrent or 'unlimited'}; ray {'address ' + args.address if args.address else 'local'}")
+        f"{args.max_concurrent or 'unlimited'}; workers {'reused' if args.reuse_actors else 'fresh per trial'}; "
+        f"ray {'address ' + args.address if args.address else 'local'}")
     out(f"tracking    {plan.tracking_uri or 'off'} (experiment {args.experiment})")
 
 
@@ -399,6 +412,7 @@ def run_study(args, plan: Plan, out=print) -> int:
                 tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
                                             num_samples=plan.num_samples if search_alg else 1,
                                             max_concurrent_trials=args.max_concurrent,
+                                            reuse_actors=args.reuse_actors,
                                             trial_dirname_creator=_trial_dirname),
                 run_config=run_config)
         t0 = time.time()
