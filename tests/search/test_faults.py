@@ -132,9 +132,13 @@ def test_crashed_trial_continues_from_its_checkpoint(fault_study):
     assert len(restored) == 1, {t: [(r["epoch"], r.get("iterations_since_restore")) for r in res]
                                 for t, res in fault_study["trials"].items()}
     (tid, res), = restored.items()
-    # epoch 1 was checkpointed before the crash: the retry starts at epoch 2, epoch 1 is not trained again
-    assert [int(r["epoch"]) for r in res] == list(range(1, FAULT_EPOCHS + 1))
-    assert [r["iterations_since_restore"] for r in res] == [1, 1, 2]
+    # epoch 1 was checkpointed before the crash: the retry starts at epoch 2, epoch 1 is not trained again.
+    # (On a retry Ray copies result.json back from storage, so the first attempt's line is missing there when the
+    # driver had not synced it yet; MLflow below holds every epoch.)
+    epochs, since_restore = [int(r["epoch"]) for r in res], [r["iterations_since_restore"] for r in res]
+    assert epochs in ([1, 2, 3], [2, 3]), epochs
+    assert epochs[-2:] == [2, 3] and since_restore[-2:] == [1, 2]
+    assert [r["training_iteration"] for r in res][-2:] == [2, 3]  # Ray counts the epoch from the checkpoint
     kid = next(k for k in fault_study["kids"] if k.data.tags["ray.trial_id"] == tid)
     assert kid.info.status == "FINISHED" and kid.data.tags["resumed"] == "True"
     c = fault_study["client"]
