@@ -45,12 +45,16 @@ def alive_nodes(ray) -> list[dict]:
     return [n for n in ray.nodes() if n.get("Alive")]
 
 
-def check_storage_reachable(ray, storage: str) -> None:
-    """Fail fast when --storage is a local folder that another node cannot see (a probe file per node)."""
+def check_storage_reachable(ray, storage: str, driver_on_a_node: bool = True) -> None:
+    """Fail fast when --storage is a local folder that another node cannot see (a probe file per node).
+
+    `driver_on_a_node=False` (a Ray Client driver, `--address ray://`): the driver's machine need not be a node at
+    all, and Tune writes the experiment state from the head while the driver reads the study folder for the report,
+    so even a one-node cluster is probed."""
     if "://" in storage:
         return  # s3://, gs://, ...: reachable by construction
     nodes = alive_nodes(ray)
-    if len(nodes) <= 1:
+    if len(nodes) <= 1 and driver_on_a_node:
         return
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -83,6 +87,8 @@ def check_storage_reachable(ray, storage: str) -> None:
             f.unlink(missing_ok=True)
     if problems:
         nid, why = next(iter(problems.items()))
+        kind, sharers = (("multi-node", "every node") if driver_on_a_node
+                         else ("Ray Client", "every node and this driver"))
         raise UsageError(f"--storage {storage} is not visible from {len(problems)} of {len(nodes)} Ray nodes "
-                         f"(node {nid[:12]}, {why}); a multi-node study needs --storage on a file system "
-                         "shared by every node (the same path everywhere) or an s3:// / gs:// URI")
+                         f"(node {nid[:12]}, {why}); a {kind} study needs --storage on a file system shared by "
+                         f"{sharers} (the same path everywhere) or an s3:// / gs:// URI")

@@ -9,7 +9,11 @@ the snapshot are known to the journal and MLflow but not to Ray. Resuming reconc
   forgot is rerun with the same parameters as the next new Ray trial; no trial beyond `num_samples` is asked;
 - here, before Ray restores: a trial Ray forgot whose Optuna trial finished keeps its folder and MLflow child (it
   counts as one of the study's trials); one that did not finish is rerun under a new Ray trial, so its folder is set
-  aside in `STUDY/.forgotten/` and its MLflow child deleted (tagged `forgotten=true` first): one child per trial.
+  aside in `STUDY/.forgotten/` and its MLflow child deleted (tagged `forgotten=true` first): one child per trial;
+- a kept trial's Ray logs (`params.json`, `result.json`) may be missing or short: the driver copies them to the
+  study folder with its snapshots, while the worker uploads each checkpoint at once. They are rebuilt from the
+  trial's newest checkpoint (every seed's per-epoch history) and its Optuna parameters, so the report and the
+  leaderboard count the trial.
 """
 
 from __future__ import annotations
@@ -60,16 +64,71 @@ def journal_trials(study_dir: Path, study_name: str) -> list:
         return []
 
 
-def reconcile(study_dir: Path, study_name: str, tracking=None, out=print) -> dict:
+def _read_lines(path: Path) -> list[dict]:
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by the kill
+                pass
+    return rows
+
+
+def restore_trial_logs(trial_dir: Path, ot_trial, study_meta: dict, space) -> int:
+    """Rebuild the Ray logs of a finished trial that its newest checkpoint knows more of; returns epochs added."""
+    import optuna
+    import torch
+
+    from search.searchers import SpaceSuggester
+    from trainables.kd import STATE_FILE, _reported, aggregate
+    checkpoints = sorted(trial_dir.glob("checkpoint_*"), key=lambda d: d.name)
+    if not checkpoints or not (checkpoints[-1] / STATE_FILE).exists():
+        return 0
+    saved = torch.load(checkpoints[-1] / STATE_FILE, map_location="cpu", weights_only=True)
+    histories = [s["history"] for s in saved["states"]]
+    rid = trial_dir.name[len(TRIAL_PREFIX):]
+    if not (trial_dir / "params.json").exists():
+        config = {**ot_trial.params, **SpaceSuggester(space)(optuna.trial.FixedTrial(ot_trial.params))}
+        study = {"base": study_meta.get("base", {}), "seeds": list(saved["seeds"]), "name": study_meta.get("name"),
+                 "metric": space.metric, "tracking": None, "rebuilt": True}
+        (trial_dir / "params.json").write_text(json.dumps({"_study": study, **config}, indent=2, sort_keys=True))
+    logged = _read_lines(trial_dir / "result.json")
+    have = int(logged[-1].get("epoch", 0)) if logged else 0
+    added = []
+    for e in range(have, min(len(h) for h in histories)):
+        row = _reported(aggregate([h[e] for h in histories]))
+        added.append({**row, "epoch": e + 1, "trial_id": rid, "training_iteration": e + 1,
+                      "rebuilt_from": checkpoints[-1].name})
+    if added:
+        with open(trial_dir / "result.json", "a") as f:
+            for row in added:
+                f.write(json.dumps(row) + "\n")
+    return len(added)
+
+
+def reconcile(study_dir: Path, study_name: str, tracking=None, out=print, space=None) -> dict:
     """Set aside what trials that Ray forgot left behind (see the module doc); returns what was done."""
     from search.searchers import RAY_TRIAL_ATTR
     study_dir = Path(study_dir)
     known = set(snapshot_trials(study_dir))
     finished = {}  # ray trial id -> Optuna state, for trials Ray forgot but the journal saw finish
+    ot_trials = {}
     for t in journal_trials(study_dir, study_name):
         rid = t.user_attrs.get(RAY_TRIAL_ATTR)
         if rid and rid not in known and t.state.is_finished():
             finished[rid] = t.state.name
+            ot_trials[rid] = t
+    rebuilt = {}
+    if space is not None and finished:
+        meta_path = study_dir / "study.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        for rid, t in ot_trials.items():
+            d = study_dir / f"{TRIAL_PREFIX}{rid}"
+            if d.is_dir():
+                n = restore_trial_logs(d, t, meta, space)
+                if n:
+                    rebuilt[rid] = n
     keep = known | set(finished)
     moved = []
     for d in sorted(study_dir.glob(f"{TRIAL_PREFIX}*")):
@@ -96,8 +155,11 @@ def reconcile(study_dir: Path, study_name: str, tracking=None, out=print) -> dic
         out(f"resume: Ray's snapshot knows {len(known)} trials; {len(finished)} more finished after it (kept); "
             f"{len(set(moved) | set(deleted))} unfinished ones it forgot are rerun with the same parameters "
             f"(folders moved to {FORGOTTEN_DIR}/: {len(moved)}, MLflow children deleted: {len(deleted)})")
+    if rebuilt:
+        out(f"resume: rebuilt the Ray logs of {len(rebuilt)} finished trial(s) from their checkpoints "
+            f"({sum(rebuilt.values())} epochs the driver had not copied to the study folder)")
     return {"known": sorted(known), "finished_forgotten": sorted(finished), "moved": moved, "deleted": deleted,
-            "closed": closed}
+            "closed": closed, "rebuilt": rebuilt}
 
 
 def restore_tuner(plan, trainable, search_alg=None, tracking=None, out=print):
@@ -112,5 +174,5 @@ def restore_tuner(plan, trainable, search_alg=None, tracking=None, out=print):
         raise UsageError(f"--resume: {path} holds no Ray Tune experiment state to restore")
     out(f"resuming {path}")
     if "://" not in path:
-        reconcile(Path(path), plan.name, tracking, out=out)
+        reconcile(Path(path), plan.name, tracking, out=out, space=plan.space)
     return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)

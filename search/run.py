@@ -149,6 +149,23 @@ def _check_dataset(cfg: TrainConfig, download: bool):
             from None
 
 
+def _check_address_form(address: str) -> None:
+    """auto, HOST:PORT (the head's GCS) or ray://HOST:PORT (the head's Ray Client server)."""
+    if address == "auto":
+        return
+    if address.startswith("ray://"):
+        from search.client import parse_client_address
+        try:
+            parse_client_address(address)
+        except ValueError as e:
+            raise UsageError(f"--address {e}") from None
+        return
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--address {address!r}: expected auto, HOST:PORT (the head's GCS port, 6379 with "
+                         "`ray start --head`) or ray://HOST:PORT (its Ray Client server)")
+
+
 def build_plan(args) -> Plan:
     from trainables.resources import ResourceError, check_cpus_per_trial, check_gpus_per_trial
     options = _space_options(args)
@@ -221,6 +238,8 @@ def build_plan(args) -> Plan:
     if gpus > 0 and not args.address and _detected_gpus(args) == 0:
         raise UsageError(f"--gpus-per-trial={gpus:g} but this machine has no GPU (trials would wait forever); "
                          "use --gpus-per-trial 0, or --address to join a cluster with GPUs")
+    if args.address:
+        _check_address_form(args.address)
     epochs = resolved.epochs
     grace = args.grace_period if args.grace_period is not None else max(1, epochs // 10)
     if grace < 1 or grace > epochs:
@@ -280,10 +299,15 @@ def _init_ray(args):
     import ray
     env = {"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}}
     if args.address:
+        if args.address.startswith("ray://"):  # Tune and its callbacks run on the head: give them this environment
+            env["env_vars"].update(_client_env_vars())
         try:
             _check_reachable(args.address)
             ray.init(address=args.address, runtime_env=env, log_to_driver=False)
-        except (ConnectionError, ValueError, RuntimeError) as e:  # unreachable, no cluster, no ray[client], ...
+        except ImportError as e:  # ray:// without the Ray Client extra
+            raise UsageError(f"--address {args.address}: Ray Client needs `pip install \"ray[client]\"` ({e})") \
+                from None
+        except (ConnectionError, ValueError, RuntimeError) as e:  # unreachable, no cluster, version mismatch, ...
             raise UsageError(f"--address {args.address}: cannot join the Ray cluster: {str(e).splitlines()[0]}") \
                 from None
     else:
@@ -293,14 +317,26 @@ def _init_ray(args):
     return ray
 
 
+def _client_env_vars() -> dict:
+    """With ray:// the Tuner runs in an actor on the head (ray/tune/tuner.py), which sees the job's runtime_env, not
+    this process's environment: the variables this driver sets for Tune and for MLflow go there too."""
+    from trainables.child_run import HTTP_DEFAULTS
+    wanted = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0", "RAY_DEDUP_LOGS": "0",
+              **HTTP_DEFAULTS}
+    return {k: os.environ.get(k, v) for k, v in wanted.items()}
+
+
 def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
-    """ray.init waits for an unreachable GCS for minutes: try the port Ray will dial first (host:port forms)."""
-    if address.startswith("ray://"):
-        return
+    """ray.init waits for an unreachable GCS (or Ray Client server) for minutes: try the port Ray will dial first."""
     import socket
 
-    from ray._private.services import canonicalize_bootstrap_address
-    target = canonicalize_bootstrap_address(address) or address  # auto: RAY_ADDRESS or the last `ray start`
+    if address.startswith("ray://"):
+        from search.client import parse_client_address
+        host, port = parse_client_address(address)
+        target = f"{host}:{port}"
+    else:
+        from ray._private.services import canonicalize_bootstrap_address
+        target = canonicalize_bootstrap_address(address) or address  # auto: RAY_ADDRESS or the last `ray start`
     host, _, port = target.rpartition(":")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
@@ -321,8 +357,9 @@ def _cluster_checks(ray, plan: Plan):
     gpus = ray.cluster_resources().get("GPU", 0)
     if plan.gpus > 0 and gpus == 0:
         raise UsageError(f"--gpus-per-trial={plan.gpus:g} but the Ray cluster has no GPU; use --gpus-per-trial 0")
+    from search.client import is_client
     from search.cluster import check_storage_reachable
-    check_storage_reachable(ray, plan.storage)
+    check_storage_reachable(ray, plan.storage, driver_on_a_node=not is_client())
 
 
 def _param_space(plan: Plan, tracking_info: dict | None) -> dict:
@@ -339,6 +376,7 @@ def run_study(args, plan: Plan, out=print) -> int:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    from search.client import RELAY_PREFIX, DriverRelay, RelayListener, TuneEnvironment, is_client
     from search.searchers import make_optuna_search
     from search.tracking import ProgressCallback, StudyTracking, TrialStatusCallback
     from trainables.kd import run_trial
@@ -394,10 +432,17 @@ def run_study(args, plan: Plan, out=print) -> int:
             scheduler = ASHAScheduler(time_attr="epoch", metric=plan.space.metric, mode=plan.space.mode,
                                       max_t=plan.epochs, grace_period=plan.grace_period,
                                       reduction_factor=args.reduction_factor)
-        progress = ProgressCallback(plan.space.metric, plan.space.mode, plan.epochs, out=out)
+        # With ray:// Tune runs these callbacks in an actor on the head (search/client.py): what they print and
+        # count comes back to this driver through the relay.
+        client = is_client()
+        relay = DriverRelay(RELAY_PREFIX + plan.name) if client else None
+        progress = ProgressCallback(plan.space.metric, plan.space.mode, plan.epochs, out=print if client else out,
+                                    relay=relay)
         callbacks = [progress]
         if tracking:
-            callbacks.append(TrialStatusCallback(tracking, plan.epochs))
+            callbacks.append(TrialStatusCallback(tracking, plan.epochs, relay=relay))
+        if client:
+            callbacks.append(TuneEnvironment({"TUNE_MAX_PENDING_TRIALS_PG": os.environ["TUNE_MAX_PENDING_TRIALS_PG"]}))
         trainable = with_trial_resources(run_trial, plan.cpus, plan.gpus)
         run_config = tune.RunConfig(
             name=plan.name, storage_path=plan.storage, callbacks=callbacks, verbose=0,
@@ -416,7 +461,19 @@ def run_study(args, plan: Plan, out=print) -> int:
                                             trial_dirname_creator=_trial_dirname),
                 run_config=run_config)
         t0 = time.time()
-        results = tuner.fit()
+        if client:
+            def relayed(kind, value):
+                if kind == "line":
+                    out(value)
+                elif kind == "peak":
+                    progress.peak_concurrent = max(progress.peak_concurrent, int(value))
+                elif kind == "deferred" and tracking:
+                    tracking.deferred = [tuple(u) for u in value]
+
+            with RelayListener(RELAY_PREFIX + plan.name, relayed):
+                results = tuner.fit()
+        else:
+            results = tuner.fit()
         out(f"study finished in {time.time() - t0:.0f}s; at most {progress.peak_concurrent} trials ran at once")
         from search.report import summarize
         summarize(plan, results, tracking, args, out=out)

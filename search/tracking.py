@@ -259,10 +259,15 @@ def _error_text(trial) -> str:
 
 
 class TrialStatusCallback(tune.Callback):
-    """Sets each child run's final status as Tune ends the trial."""
+    """Sets each child run's final status as Tune ends the trial.
 
-    def __init__(self, tracking: StudyTracking, max_epochs: int):
-        self.tracking, self.max_epochs = tracking, max_epochs
+    `relay` (search.client.DriverRelay): with Ray Client this runs in an actor on the head; the status updates the
+    server did not take by the end are sent back to the driver's tracker, which reports them and retries on close."""
+
+    relay = None  # (class default: a callback pickled by an older version, restored on --resume)
+
+    def __init__(self, tracking: StudyTracking, max_epochs: int, relay=None):
+        self.tracking, self.max_epochs, self.relay = tracking, max_epochs, relay
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
@@ -282,13 +287,21 @@ class TrialStatusCallback(tune.Callback):
 
     def on_experiment_end(self, trials, **info):
         self.tracking.flush_deferred(deadline_s=120)
+        if self.relay is not None:
+            self.relay.send("deferred", list(self.tracking.deferred))
 
 
 class ProgressCallback(tune.Callback):
-    """Live progress: trials running / done / pruned / failed and the best value so far."""
+    """Live progress: trials running / done / pruned / failed and the best value so far.
 
-    def __init__(self, metric: str, mode: str, max_epochs: int, every_s: float = 10.0, out=print):
+    `relay` (search.client.DriverRelay): with Ray Client this runs in an actor on the head; the lines and the peak
+    concurrency go back to the driver through it (`out` where no driver listens)."""
+
+    relay = None  # (class default: a callback pickled by an older version, restored on --resume)
+
+    def __init__(self, metric: str, mode: str, max_epochs: int, every_s: float = 10.0, out=print, relay=None):
         self.metric, self.mode, self.max_epochs, self.every_s, self.out = metric, mode, max_epochs, every_s, out
+        self.relay = relay
         self.t0 = time.time()
         self.last_print = 0.0
         self.best = None
@@ -297,7 +310,14 @@ class ProgressCallback(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.active.add(trial.trial_id)
-        self.peak_concurrent = max(self.peak_concurrent, len(self.active))
+        if len(self.active) > self.peak_concurrent:
+            self.peak_concurrent = len(self.active)
+            if self.relay is not None:
+                self.relay.send("peak", self.peak_concurrent)
+
+    def _emit(self, line: str) -> None:
+        if self.relay is None or not self.relay.send("line", line):
+            self.out(line)
 
     def _line(self, trials) -> str:
         counts = {"running": 0, "done": 0, "pruned": 0, "failed": 0, "pending": 0}
@@ -323,12 +343,12 @@ class ProgressCallback(tune.Callback):
             self.best = v
         if time.time() - self.last_print >= self.every_s:
             self.last_print = time.time()
-            self.out(self._line(trials))
+            self._emit(self._line(trials))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.active.discard(trial.trial_id)
         self.last_print = time.time()
-        self.out(self._line(trials))
+        self._emit(self._line(trials))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.active.discard(trial.trial_id)

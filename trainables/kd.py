@@ -54,6 +54,11 @@ def _reported(metrics: dict) -> dict:
             if k in REPORTED or k in FINAL_ONLY or k.endswith("_std") or (k.startswith("train_") and len(k) < 24)}
 
 
+def save_checkpoint_state(directory, trainers, seeds) -> None:
+    """Every seed's complete state (model, optimiser, method, RNG, per-epoch history) in one file."""
+    torch.save({"states": [t.state() for t in trainers], "seeds": list(seeds)}, Path(directory) / STATE_FILE)
+
+
 def load_checkpoint_states(checkpoint) -> list[dict] | None:
     if checkpoint is None:
         return None
@@ -94,7 +99,7 @@ def run_trial(config: dict) -> None:
             if child is not None:  # for the driver's summary: what MLflow did not get (server unreachable)
                 metrics[UNLOGGED_KEY] = child.unlogged
             with tempfile.TemporaryDirectory() as d:
-                torch.save({"states": [t.state() for t in trainers], "seeds": seeds}, Path(d) / STATE_FILE)
+                save_checkpoint_state(d, trainers, seeds)
                 ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(d))
     except NonFiniteLossError as e:
         epoch = trainers[0].epoch + 1

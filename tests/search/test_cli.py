@@ -64,6 +64,8 @@ def test_smoke_flags_given_explicitly_win(capsys, tmp_path):
     (["--space", "aikd_omega", "--searcher", "tpe"], ["grid"]),
     (["--space", "aikd_ablation", "--set", "data.val_fraction=0"], ["val_error", "val_fraction"]),
     (["--resume"], ["--resume needs --name"]),
+    (["--space", "aikd_ablation", "--address", "ray://headnode"], ["--address 'ray://headnode'", "ray://HOST:PORT"]),
+    (["--space", "aikd_ablation", "--address", "http://10.0.0.5:8265"], ["auto, HOST:PORT", "ray://HOST:PORT"]),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, tmp_path, argv, words):
     assert main([*argv, "--storage", str(tmp_path), "--no-tracking"]) == 2

@@ -99,6 +99,54 @@ def test_searcher_restored_from_a_stale_snapshot_follows_the_journal(tmp_path):
     assert [t.user_attrs[RAY_TRIAL_ATTR] for t in trials] == ["a", "b", "d", "e"]
 
 
+# ---- a trial that finished after Ray's last snapshot: its logs are rebuilt from its checkpoint ----------------------
+
+def test_finished_trial_logs_rebuilt_from_its_checkpoint(tmp_path):
+    """The driver copies params.json / result.json to the study folder only with its snapshots; a SIGKILL can leave a
+    finished trial with its checkpoints (uploaded by the worker at once) but without those logs."""
+    import numpy as np
+    import optuna
+
+    from aikd.config import TrainConfig
+    from aikd.train import Trainer
+    from search.report import collect_rows
+    from search.resume import restore_trial_logs
+    from search.searchers import SpaceSuggester
+    from trainables.kd import save_checkpoint_state
+
+    space = get_space("aikd_ablation")
+    study = optuna.create_study()
+    ot = study.ask()
+    config = SpaceSuggester(space)(ot)
+    study.tell(ot, 3.0)
+    frozen = study.trials[0]
+    base = {"data.dataset": "digits", "model.name": "small_cnn", "epochs": 2, "method.name": "baseline"}
+    seeds = [1, 2]
+    trainers = [Trainer(TrainConfig.from_dict({**base, "seed": s}).resolved()) for s in seeds]
+    for _ in range(2):
+        for t in trainers:
+            t.train_epoch()
+    trial_dir = tmp_path / "trial_abc123"
+    (trial_dir / "checkpoint_000001").mkdir(parents=True)
+    save_checkpoint_state(trial_dir / "checkpoint_000001", trainers, seeds)
+    # Ray had copied the first epoch's line, then the driver was killed
+    (trial_dir / "result.json").write_text(json.dumps({"epoch": 1, "val_error": 99.0, "trial_id": "abc123"}) + "\n")
+
+    added = restore_trial_logs(trial_dir, frozen, {"base": base, "name": "killed"}, space)
+    assert added == 1
+    params = json.loads((trial_dir / "params.json").read_text())
+    assert params["_study"]["seeds"] == seeds and params["_study"]["base"] == base
+    assert {k: params[k] for k in config} == config  # the very configuration Optuna proposed
+    rows = [json.loads(x) for x in (trial_dir / "result.json").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[0]["val_error"] == 99.0  # Ray's line kept as it was
+    vals = [t.history[1]["val_error"] for t in trainers]
+    assert rows[1]["val_error"] == pytest.approx(sum(vals) / 2)
+    assert rows[1]["val_error_std"] == pytest.approx(abs(vals[0] - vals[1]) / np.sqrt(2))  # sample std of two
+    assert restore_trial_logs(trial_dir, frozen, {"base": base, "name": "killed"}, space) == 0  # idempotent
+    (row,) = collect_rows(tmp_path, epochs=2)
+    assert row["outcome"] == "done" and row["seeds"] == seeds and row["epochs"] == 2
+
+
 # ---- a crashed trial is retried from its checkpoint; a NaN trial fails alone -----------------------------------
 
 FAULT_SAMPLES, FAULT_EPOCHS = 2, 3
@@ -169,7 +217,7 @@ def test_nan_trial_stops_at_once_and_the_study_goes_on(fault_study):
 
 # ---- the driver killed with SIGKILL, then --resume -----------------------------------------------------------------
 
-KILL_SAMPLES, KILL_EPOCHS = 3, 3
+KILL_SAMPLES, KILL_EPOCHS = 4, 3  # four: the kill must land before the last trial ends (workers are reused)
 
 
 def test_driver_sigkill_then_resume(tmp_path, teacher_root):
