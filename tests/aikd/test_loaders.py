@@ -32,6 +32,22 @@ def test_pad_crop_flip_is_a_shifted_window_of_the_padded_image():
         assert found, i
 
 
+@pytest.mark.parametrize("padding,flip", [(4, True), (2, False), (0, True)])
+def test_pad_crop_flip_matches_per_image_slicing_with_the_same_draws(padding, flip):
+    """Exact output for the documented draw order (dy, dx, flips), so seeded epochs stay reproducible."""
+    x = torch.rand(32, 3, 8, 8)
+    out = pad_crop_flip(x, torch.Generator().manual_seed(3), padding=padding, flip=flip)
+    g = torch.Generator().manual_seed(3)
+    dy = torch.randint(0, 2 * padding + 1, (32,), generator=g) if padding else torch.zeros(32, dtype=torch.long)
+    dx = torch.randint(0, 2 * padding + 1, (32,), generator=g) if padding else torch.zeros(32, dtype=torch.long)
+    flips = torch.rand(32, generator=g) < 0.5 if flip else torch.zeros(32, dtype=torch.bool)
+    padded = F.pad(x, (padding,) * 4)
+    for i in range(32):
+        window = padded[i, :, dy[i]:dy[i] + 8, dx[i]:dx[i] + 8]
+        assert torch.equal(out[i], window.flip(2) if flips[i] else window), i
+    assert out.is_contiguous()
+
+
 def test_cutout_zeroes_one_clipped_square():
     x = torch.ones(32, 1, 10, 10)
     out = cutout(x, torch.Generator().manual_seed(1), 4)
