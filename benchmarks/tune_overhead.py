@@ -237,7 +237,7 @@ def study_breakdown(study_dir: Path) -> dict:
 
 def run_cli(args, storage: Path, name: str, reuse: bool) -> dict:
     wall, out, cpu = _run(cli_command(args, storage, name, reuse), label="search/run.py", cwd=storage)
-    fit_s = next((float(line.split()[3].rstrip("s")) for line in out.splitlines()
+    fit_s = next((float(line.split()[3].rstrip("s;")) for line in out.splitlines()
                   if line.startswith("study finished in")), float("nan"))
     return {"wall_s": wall, "cpu_s": cpu, "fit_s": fit_s, **study_breakdown(storage / name)}
 
