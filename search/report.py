@@ -21,7 +21,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 
-from trainables.kd import STATE_FILE, trial_train_config  # noqa: E402
+from trainables.kd import STATE_FILE, read_results, trial_train_config  # noqa: E402
 
 # ------------------------------------------------------------------------------------------------------------
 # Reading the study folder (no Ray needed)
@@ -31,14 +31,7 @@ def collect_rows(study_dir: Path, epochs: int) -> list[dict]:
     rows = []
     for d in sorted(p for p in Path(study_dir).iterdir() if (p / "params.json").exists()):
         config = json.loads((d / "params.json").read_text())
-        results = []
-        if (d / "result.json").exists():
-            for line in (d / "result.json").read_text().splitlines():
-                if line.strip():
-                    try:
-                        results.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        pass  # a line cut by a killed driver
+        results = read_results(d / "result.json")
         last = results[-1] if results else {}
         flat, seeds = trial_train_config(config)
         run = int(last.get("epoch", 0))

@@ -64,24 +64,13 @@ def journal_trials(study_dir: Path, study_name: str) -> list:
         return []
 
 
-def _read_lines(path: Path) -> list[dict]:
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by the kill
-                pass
-    return rows
-
-
 def restore_trial_logs(trial_dir: Path, ot_trial, study_meta: dict, space) -> int:
     """Rebuild the Ray logs of a finished trial that its newest checkpoint knows more of; returns epochs added."""
     import optuna
     import torch
 
     from search.searchers import SpaceSuggester
-    from trainables.kd import STATE_FILE, _reported, aggregate
+    from trainables.kd import STATE_FILE, _reported, aggregate, read_results
     checkpoints = sorted(trial_dir.glob("checkpoint_*"), key=lambda d: d.name)
     if not checkpoints or not (checkpoints[-1] / STATE_FILE).exists():
         return 0
@@ -93,7 +82,7 @@ def restore_trial_logs(trial_dir: Path, ot_trial, study_meta: dict, space) -> in
         study = {"base": study_meta.get("base", {}), "seeds": list(saved["seeds"]), "name": study_meta.get("name"),
                  "metric": space.metric, "tracking": None, "rebuilt": True}
         (trial_dir / "params.json").write_text(json.dumps({"_study": study, **config}, indent=2, sort_keys=True))
-    logged = _read_lines(trial_dir / "result.json")
+    logged = read_results(trial_dir / "result.json")
     have = int(logged[-1].get("epoch", 0)) if logged else 0
     added = []
     for e in range(have, min(len(h) for h in histories)):

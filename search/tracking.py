@@ -11,7 +11,6 @@ metrics a worker could not send before its trial ended, then says in the summary
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -25,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from trainables.child_run import TRIAL_TAG, _param_str, _retry, fail_fast_http
+from trainables.kd import read_results
 
 DEFAULT_EXPERIMENT = "aikd-search"
 UNLOGGED_KEY = "mlflow_unlogged"  # trainables.kd.UNLOGGED_KEY (not imported: kd imports torch)
@@ -184,7 +184,7 @@ class StudyTracking:
         study_dir = Path(study_dir)
         if study_dir.is_dir():
             for d in sorted(study_dir.glob("trial_*")):
-                results = _read_results(d / "result.json")
+                results = read_results(d / "result.json")
                 unlogged = int(results[-1].get(UNLOGGED_KEY, 0)) if results else 0
                 if not unlogged:
                     continue
@@ -235,17 +235,6 @@ class StudyTracking:
 
     def log_artifact(self, path, artifact_path: str | None = None, run_id: str | None = None) -> None:
         _retry(lambda: self.client.log_artifact(run_id or self.parent_run_id, str(path), artifact_path))
-
-
-def _read_results(path: Path) -> list[dict]:
-    out = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass  # a line cut by a killed driver
-    return out
 
 
 def _error_text(trial) -> str:

@@ -54,6 +54,20 @@ def _reported(metrics: dict) -> dict:
             if k in REPORTED or k in FINAL_ONLY or k.endswith("_std") or (k.startswith("train_") and len(k) < 24)}
 
 
+def read_results(path) -> list[dict]:
+    """The reports in a trial's result.json (Ray's log), skipping a line cut by a killed driver."""
+    import json
+    out = []
+    path = Path(path)
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
 def save_checkpoint_state(directory, trainers, seeds) -> None:
     """Every seed's complete state (model, optimiser, method, RNG, per-epoch history) in one file."""
     torch.save({"states": [t.state() for t in trainers], "seeds": list(seeds)}, Path(directory) / STATE_FILE)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -14,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.search.conftest import ROOT
+from trainables.kd import read_results
 
 RUN = str(ROOT / "search/run.py")
 
@@ -196,15 +196,7 @@ class MlflowServer:
 # ---- study folders --------------------------------------------------------------------------------------------
 
 def results(trial_dir: Path) -> list[dict]:
-    path = Path(trial_dir) / "result.json"
-    out = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return out
+    return read_results(Path(trial_dir) / "result.json")
 
 
 def trial_dirs(study_dir: Path) -> list[Path]:
