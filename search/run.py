@@ -303,7 +303,7 @@ def _init_ray(args):
             env["env_vars"].update(_client_env_vars())
         try:
             _check_reachable(args.address)
-            ray.init(address=args.address, runtime_env=env, log_to_driver=False)
+            _join(ray, args.address, env)
         except ImportError as e:  # ray:// without the Ray Client extra
             raise UsageError(f"--address {args.address}: Ray Client needs `pip install \"ray[client]\"` ({e})") \
                 from None
@@ -315,6 +315,22 @@ def _init_ray(args):
         ray.init(address="local", num_cpus=args.num_cpus, num_gpus=args.num_gpus, include_dashboard=False,
                  runtime_env=env, log_to_driver=False, _node_ip_address="127.0.0.1")
     return ray
+
+
+def _join(ray, address: str, env: dict, attempts: int = 3) -> None:
+    """ray.init on a running cluster. A Ray Client server sometimes fails to start the per-connection server on a
+    loaded head ("Initialization failure from server"); a second connection normally works, so try a few times."""
+    for i in range(attempts):
+        try:
+            ray.init(address=address, runtime_env=env, log_to_driver=False)
+            return
+        except ConnectionAbortedError as e:
+            if not address.startswith("ray://") or i == attempts - 1:
+                raise
+            ray.shutdown()
+            print(f"warning: Ray Client connection failed ({str(e).splitlines()[-1][:200]}); retrying",
+                  file=sys.stderr)
+            time.sleep(2.0 * (i + 1))
 
 
 def _client_env_vars() -> dict:
