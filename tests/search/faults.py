@@ -22,6 +22,7 @@ def cli_env(extra: dict | None = None) -> dict:
     env = dict(os.environ)
     env.update(extra or {})
     env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONUNBUFFERED"] = "1"  # the log file shows each line as it is printed (tests wait on them)
     return env
 
 

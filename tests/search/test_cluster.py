@@ -129,7 +129,10 @@ def test_worker_node_removed_mid_study(cluster, tmp_path, teacher_root):
                               "--set", f"teacher.root={teacher_root}"), tmp_path, tmp_path / "run.log")
     try:
         def running_on_worker():  # a trial on the worker node that has logged an epoch
-            if not (tmp_path / "mlflow.db").exists():
+            # only once the driver has made the store: a second process opening a new SQLite store runs MLflow's
+            # migrations too, and the two collide ("table _alembic_tmp_... already exists")
+            log = tmp_path / "run.log"
+            if not log.exists() or "MLflow: parent run" not in log.read_text():
                 return None
             try:
                 _, _, kids = _kids(uri, "lost")
