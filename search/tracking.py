@@ -24,10 +24,9 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from trainables.child_run import TRIAL_TAG, _param_str, _retry, fail_fast_http
-from trainables.kd import read_results
+from trainables.kd import UNLOGGED_KEY, read_results
 
 DEFAULT_EXPERIMENT = "aikd-search"
-UNLOGGED_KEY = "mlflow_unlogged"  # trainables.kd.UNLOGGED_KEY (not imported: kd imports torch)
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
