@@ -71,7 +71,7 @@ def restore_trial_logs(trial_dir: Path, ot_trial, study_meta: dict, space) -> in
 
     from search.searchers import SpaceSuggester
     from trainables.kd import STATE_FILE, _reported, aggregate, read_results
-    checkpoints = sorted(trial_dir.glob("checkpoint_*"), key=lambda d: d.name)
+    checkpoints = sorted(trial_dir.glob("checkpoint_*"))
     if not checkpoints or not (checkpoints[-1] / STATE_FILE).exists():
         return 0
     saved = torch.load(checkpoints[-1] / STATE_FILE, map_location="cpu", weights_only=True)
@@ -101,18 +101,16 @@ def reconcile(study_dir: Path, study_name: str, tracking=None, out=print, space=
     from search.searchers import RAY_TRIAL_ATTR
     study_dir = Path(study_dir)
     known = set(snapshot_trials(study_dir))
-    finished = {}  # ray trial id -> Optuna state, for trials Ray forgot but the journal saw finish
-    ot_trials = {}
+    finished = {}  # ray trial id -> Optuna trial, for trials Ray forgot but the journal saw finish
     for t in journal_trials(study_dir, study_name):
         rid = t.user_attrs.get(RAY_TRIAL_ATTR)
         if rid and rid not in known and t.state.is_finished():
-            finished[rid] = t.state.name
-            ot_trials[rid] = t
+            finished[rid] = t
     rebuilt = {}
     if space is not None and finished:
         meta_path = study_dir / "study.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        for rid, t in ot_trials.items():
+        for rid, t in finished.items():
             d = study_dir / f"{TRIAL_PREFIX}{rid}"
             if d.is_dir():
                 n = restore_trial_logs(d, t, meta, space)
@@ -136,7 +134,7 @@ def reconcile(study_dir: Path, study_name: str, tracking=None, out=print, space=
                 tracking.forget_child(run.info.run_id)
                 deleted.append(rid)
             elif rid in finished and run.info.status == "RUNNING":
-                status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(finished[rid], "FAILED")
+                status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(finished[rid].state.name, "FAILED")
                 tracking.set_trial_status(rid, run.info.run_name, status,
                                           {"pruned": "true"} if status == "KILLED" else None)
                 closed.append(rid)

@@ -6,6 +6,7 @@ mean, and a checkpoint holds every seed's complete state. Test metrics are logge
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -56,7 +57,6 @@ def _reported(metrics: dict) -> dict:
 
 def read_results(path) -> list[dict]:
     """The reports in a trial's result.json (Ray's log), skipping a line cut by a killed driver."""
-    import json
     out = []
     path = Path(path)
     if path.exists():
