@@ -32,13 +32,14 @@ def is_client() -> bool:
     return ray.util.client.ray.is_connected()
 
 
-def parse_client_address(address: str) -> tuple[str, int]:
-    """ray://HOST:PORT -> (HOST, PORT); ValueError naming the expected form."""
-    rest = address[len("ray://"):]
+def parse_address(address: str) -> tuple[str, int]:
+    """HOST:PORT (the head's GCS) or ray://HOST:PORT (its Ray Client server) -> (HOST, PORT); ValueError naming
+    the expected form."""
+    rest = address[len("ray://"):] if address.startswith("ray://") else address
     host, sep, port = rest.rpartition(":")
-    if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536 or "/" in rest:
-        raise ValueError(f"{address!r} is not ray://HOST:PORT (the head's Ray Client server port, 10001 with "
-                         "`ray start --head`)")
+    if "/" in rest or not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{address!r}: expected auto, HOST:PORT (the head's GCS port, 6379 with `ray start --head`) "
+                         "or ray://HOST:PORT (its Ray Client server, port 10001)")
     return host.strip("[]"), int(port)
 
 

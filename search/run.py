@@ -100,6 +100,7 @@ class Plan:
     tracking_uri: str | None
     configs: list  # every grid cell's config, or a sample of TPE configs (validated)
     space_options: dict
+    resolved_configs: list  # the same configs as TrainConfig, defaults filled in
 
 
 def _space_options(args) -> dict:
@@ -151,19 +152,12 @@ def _check_dataset(cfg: TrainConfig, download: bool):
 
 def _check_address_form(address: str) -> None:
     """auto, HOST:PORT (the head's GCS) or ray://HOST:PORT (the head's Ray Client server)."""
-    if address == "auto":
-        return
-    if address.startswith("ray://"):
-        from search.client import parse_client_address
+    if address != "auto":
+        from search.client import parse_address
         try:
-            parse_client_address(address)
+            parse_address(address)
         except ValueError as e:
             raise UsageError(f"--address {e}") from None
-        return
-    host, sep, port = address.rpartition(":")
-    if "://" in address or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--address {address!r}: expected auto, HOST:PORT (the head's GCS port, 6379 with "
-                         "`ray start --head`) or ray://HOST:PORT (its Ray Client server)")
 
 
 def build_plan(args) -> Plan:
@@ -217,17 +211,15 @@ def build_plan(args) -> Plan:
         import numpy as np
         rng = np.random.default_rng(0)
         cells = [space.sample(rng) for _ in range(32)]
-    configs = []
+    configs, resolved_configs = [], []
     for cell in cells:
         flat = {**base, **cell}  # as the trainable merges them: a cell or suggestion wins over the base
         try:
-            c = TrainConfig.from_dict(flat)
-            c.resolved()
+            resolved_configs.append(TrainConfig.from_dict(flat).resolved())
         except ConfigError as e:
             raise UsageError(f"{e} (in cell {cell})") from None
         configs.append(flat)
-    models = {TrainConfig.from_dict(f).resolved().model.name for f in configs}
-    for m in models:
+    for m in {c.model.name for c in resolved_configs}:
         _check_model(m)
     try:
         gpus = check_gpus_per_trial(args.gpus_per_trial if args.gpus_per_trial is not None
@@ -255,7 +247,7 @@ def build_plan(args) -> Plan:
         from search.tracking import resolve_tracking_uri
         tracking_uri = resolve_tracking_uri(args.mlflow_uri)
     return Plan(space, base, searcher, scheduler, num_samples, epochs, grace, list(range(1, args.seeds + 1)), cpus,
-                gpus, storage, name, study_dir, tracking_uri, configs, options)
+                gpus, storage, name, study_dir, tracking_uri, configs, options, resolved_configs)
 
 
 def print_plan(plan: Plan, args, out=print) -> None:
@@ -263,7 +255,7 @@ def print_plan(plan: Plan, args, out=print) -> None:
     out(f"study       {plan.name}  ({plan.study_dir})")
     out(f"space       {s.name}: {s.description}")
     out(f"base        {json.dumps(plan.base, sort_keys=True)}")
-    resolved = [TrainConfig.from_dict(f).resolved() for f in plan.configs]
+    resolved = plan.resolved_configs
     datasets, models = sorted({c.data.dataset for c in resolved}), sorted({c.model.name for c in resolved})
     out(f"training    {', '.join(datasets)}; model {', '.join(models)}; batch {resolved[0].data.batch_size}, "
         f"lr {resolved[0].optim.lr:g}")
@@ -346,16 +338,13 @@ def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
     """ray.init waits for an unreachable GCS (or Ray Client server) for minutes: try the port Ray will dial first."""
     import socket
 
-    if address.startswith("ray://"):
-        from search.client import parse_client_address
-        host, port = parse_client_address(address)
-        target = f"{host}:{port}"
-    else:
+    from search.client import parse_address
+    target = address
+    if not address.startswith("ray://"):
         from ray._private.services import canonicalize_bootstrap_address
         target = canonicalize_bootstrap_address(address) or address  # auto: RAY_ADDRESS or the last `ray start`
-    host, _, port = target.rpartition(":")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        socket.create_connection(parse_address(target), timeout=timeout_s).close()
     except (OSError, ValueError) as e:
         raise ConnectionError(f"nothing answers at {target} ({e})") from None
 
@@ -526,9 +515,8 @@ def main(argv=None) -> int:
             args = args_from_study(args)
         plan = build_plan(args)
         data_note = "present"
-        for flat in {json.dumps({k: v for k, v in c.items() if k.startswith("data.")}, sort_keys=True): c
-                     for c in plan.configs}.values():
-            cfg = TrainConfig.from_dict(flat).resolved()
+        for cfg in {json.dumps(dataclasses.asdict(c.data), sort_keys=True, default=str): c
+                    for c in plan.resolved_configs}.values():
             try:
                 if not args.download:
                     _check_dataset(cfg, download=False)
