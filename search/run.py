@@ -383,7 +383,7 @@ def run_study(args, plan: Plan, out=print) -> int:
 
     from search.client import RELAY_PREFIX, DriverRelay, RelayListener, TuneEnvironment, is_client
     from search.searchers import make_optuna_search
-    from search.tracking import ProgressCallback, StudyTracking, TrialStatusCallback
+    from search.tracking import ProgressCallback, StudyTracking, TrialStatusCallback, prepare_store_in_background
     from trainables.kd import run_trial
     from trainables.resources import trial_slots, with_trial_resources
     from trainables.teachers import pretrain_teachers
@@ -392,6 +392,8 @@ def run_study(args, plan: Plan, out=print) -> int:
     local = "://" not in plan.study_dir
     if local:
         study_dir.mkdir(parents=True, exist_ok=True)
+    if plan.tracking_uri:
+        prepare_store_in_background(plan.tracking_uri)
     ray = _init_ray(args)
     tracking = None
     status = "FAILED"

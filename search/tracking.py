@@ -16,6 +16,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,9 +25,24 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from trainables.child_run import TRIAL_TAG, _param_str, _retry, fail_fast_http
-from trainables.kd import UNLOGGED_KEY, read_results
+from trainables.kd import HELD_KEY, UNLOGGED_KEY, read_results
 
 DEFAULT_EXPERIMENT = "aikd-search"
+
+
+def prepare_store_in_background(uri: str) -> threading.Thread:
+    """Build MLflow's store for `uri` (SQLAlchemy and alembic imports, the schema check: over a second) in a thread
+    while Ray starts. MLflow caches stores per URI, so the StudyTracking made later finds it ready; an error is left
+    for that later call to raise."""
+    def build():
+        try:
+            MlflowClient(tracking_uri=uri)
+        except Exception:
+            pass
+
+    thread = threading.Thread(target=build, daemon=True, name="mlflow-store")
+    thread.start()
+    return thread
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -179,30 +195,41 @@ class StudyTracking:
         """After the trials: send kept status updates, fill in metrics workers could not send (from each trial's
         result.json, the driver's copy of every report), and say what MLflow still lacks."""
         self.flush_deferred(deadline_s=60)
-        filled, lacking = {}, {}
+        filled, lacking, caught_up = {}, {}, {}
         study_dir = Path(study_dir)
         if study_dir.is_dir():
             for d in sorted(study_dir.glob("trial_*")):
                 results = read_results(d / "result.json")
-                unlogged = int(results[-1].get(UNLOGGED_KEY, 0)) if results else 0
-                if not unlogged:
+                last = results[-1] if results else {}
+                unlogged, held = int(last.get(UNLOGGED_KEY, 0)), int(last.get(HELD_KEY, 0))
+                if not unlogged and not held:
                     continue
-                trial_id = results[-1].get("trial_id") or d.name[len("trial_"):]
+                trial_id = last.get("trial_id") or d.name[len("trial_"):]
                 try:
-                    filled[trial_id] = self._backfill(trial_id, results)
+                    n = self._backfill(trial_id, results)
                 except Exception:
-                    filled[trial_id] = 0
-                if filled[trial_id] < unlogged:
-                    lacking[trial_id] = unlogged - filled[trial_id]
+                    n = 0
+                    if not unlogged:  # held values that neither the worker nor this backfill could send
+                        lacking[trial_id] = held
+                if unlogged:
+                    filled[trial_id] = n
+                    if n < unlogged:
+                        lacking[trial_id] = unlogged - n
+                elif n:  # a worker that ended before sending what it held for its next batch
+                    caught_up[trial_id] = n
         if filled:
             out(f"MLflow: the server was unreachable during the study: filled in {sum(filled.values())} metric "
                 f"values of {len(filled)} trials from their results")
+        if caught_up:
+            out(f"MLflow: filled in {sum(caught_up.values())} metric values that {len(caught_up)} stopped trials "
+                "held for their next batch")
         if lacking:
             out("MLflow: still missing (artifacts, tags or metrics) for trials: "
                 + ", ".join(f"{t} ({n})" for t, n in sorted(lacking.items())))
         if self.deferred:
             out(f"MLflow: final status not set for trials: {', '.join(u[0] for u in self.deferred)}")
-        return {"filled": filled, "lacking": lacking, "deferred": [u[0] for u in self.deferred]}
+        return {"filled": filled, "lacking": lacking, "caught_up": caught_up,
+                "deferred": [u[0] for u in self.deferred]}
 
     def _backfill(self, trial_id: str, results: list[dict]) -> int:
         from trainables.kd import FAILURE_KEY, _reported

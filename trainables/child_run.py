@@ -2,7 +2,11 @@
 
 The run is found by its trial-id tag before one is created, so a retried or resumed trial keeps exactly one
 child run, and an epoch that a retried or resumed trial trains again is not logged twice (the steps already in the
-run's `epoch` history are skipped). Each report is one `log_batch` request. When the server is unreachable nothing
+run's `epoch` history are skipped). Metrics go out as `log_batch` requests at most every `flush_interval_s`
+(AIKD_MLFLOW_FLUSH_S, default 10 s): an epoch slower than that is sent at once, faster ones travel several to a
+request, and `close()` (trial end, or the trial's `finally` when a scheduler stops it) sends what is held. Values
+held when a trial's process is killed are counted in each report (`mlflow_held`), so the driver fills them in from
+the trial's result.json at the end of the study. When the server is unreachable nothing
 here raises: the run is opened later if it could not be at the start, and metrics, tags and artifacts that could
 not be sent are kept and sent with the next request, so what was missed during an outage is filled in when the
 server returns; `close()` keeps retrying with backoff until its deadline and counts what still could not be sent
@@ -25,6 +29,7 @@ from mlflow.tracking import MlflowClient
 
 TRIAL_TAG = "ray.trial_id"
 MAX_PENDING = 10_000
+FLUSH_INTERVAL_S = float(os.environ.get("AIKD_MLFLOW_FLUSH_S", "10"))
 # MLflow's REST client retries a refused connection inside every call for ~4 minutes (7 retries, backoff factor
 # 2): that would stall training (worker) or Tune's event loop (driver) for a whole outage. Our callers retry with
 # their own backoff and keep what they could not send, so each call fails fast instead. Values set by the user win.
@@ -52,8 +57,12 @@ def _retry(fn, attempts=4, base_delay=0.5):
 class ChildRun:
     OPEN_ATTEMPTS = 3  # ~1.5 s at the start of the trial; after that the run is opened with a later request
 
-    def __init__(self, tracking: dict, trial_id: str, trial_name: str, params: dict, tags: dict | None = None):
+    def __init__(self, tracking: dict, trial_id: str, trial_name: str, params: dict, tags: dict | None = None,
+                 flush_interval_s: float = FLUSH_INTERVAL_S):
         fail_fast_http()
+        self.flush_interval_s = flush_interval_s
+        self._last_flush = time.monotonic()
+        self._failing = False  # the last request failed: retry with every report until one gets through
         self.client = MlflowClient(tracking_uri=tracking["uri"])
         self.trial_id, self.trial_name = trial_id, trial_name
         self.experiment_id, self.parent = tracking["experiment_id"], tracking["parent_run_id"]
@@ -104,13 +113,14 @@ class ChildRun:
 
     # -- logging ----------------------------------------------------------------------------------------------
     def log_metrics(self, metrics: dict, step: int) -> None:
-        """One request for the whole report; on failure the metrics wait for the next request."""
+        """Held until `flush_interval_s` has passed since the last request, then sent with everything held."""
         if step <= self.logged_through:
             return  # an epoch trained again after a retry or resume: logged once already
         ts = int(time.time() * 1000)
         self.pending += [Metric(k, float(v), ts, step) for k, v in metrics.items()
                          if isinstance(v, (int, float)) and math.isfinite(float(v))]
-        self.flush()
+        if self._failing or time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self.flush()
 
     def set_tags(self, tags: dict) -> None:
         self.pending_tags.update({k: str(v) for k, v in tags.items()})
@@ -135,11 +145,22 @@ class ChildRun:
 
     @property
     def unlogged(self) -> int:
-        """Metric values, tags and files not (yet) in MLflow."""
-        return len(self.pending) + len(self.pending_tags) + len(self.pending_files) + self.missed
+        """Metric values, tags and files that MLflow did not take (server unreachable), or lost."""
+        kept = len(self.pending) + len(self.pending_tags) + len(self.pending_files) if self._failing else 0
+        return kept + self.missed
+
+    @property
+    def held(self) -> int:
+        """Metric values waiting for the next batch (the server took the last request)."""
+        return 0 if self._failing else len(self.pending)
 
     def flush(self) -> bool:
         """One attempt to send everything pending; False (and everything kept) if the server is unreachable."""
+        self._last_flush = time.monotonic()
+        self._failing = not self._send()
+        return not self._failing
+
+    def _send(self) -> bool:
         if not self._open():
             self._cap()
             return False
@@ -187,7 +208,7 @@ def _param_str(v) -> str:
 def _node_ip() -> str:
     try:
         import ray
-        return ray.util.get_node_ip_address()
+        return ray.util.get_node_ip_address() if ray.is_initialized() else ""
     except Exception:
         return ""
 
@@ -195,6 +216,8 @@ def _node_ip() -> str:
 def _node_id() -> str:
     try:
         import ray
-        return ray.get_runtime_context().get_node_id()
+        if ray.is_initialized():  # outside a Ray process, asking would start a local Ray instance
+            return ray.get_runtime_context().get_node_id()
     except Exception:
-        return os.environ.get("RAY_NODE_ID", "")
+        pass
+    return os.environ.get("RAY_NODE_ID", "")

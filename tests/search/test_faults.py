@@ -301,7 +301,9 @@ def test_mlflow_outage_mid_study(mlflow_server, tmp_path, teacher_root, monkeypa
                    str(OUTAGE_SAMPLES), "--max-epochs", str(OUTAGE_EPOCHS), "--scheduler", "none",
                    "--max-concurrent", "2", "--storage", str(storage), "--name", name,
                    "--mlflow-uri", mlflow_server.url, "--set", f"teacher.root={teacher_root}"],
-                  tmp_path, tmp_path / "run.log")
+                  tmp_path, tmp_path / "run.log",
+                  # every report its own request, so that the outage meets requests (not batches held past it)
+                  env={"AIKD_MLFLOW_FLUSH_S": "0"})
     procs: dict[int, int] = {}
 
     def some_epoch_reported():
@@ -371,9 +373,21 @@ def test_settle_fills_in_what_a_worker_could_not_send(tmp_path, monkeypatch):
              {"epoch": 2.0, "val_error": 20.0, "trial_id": "t1", "timestamp": 2, "mlflow_unlogged": 3,
               "config": {"x": 1}, "pid": 7}]
     (trial / "result.json").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    # t2: a worker stopped (and killed) while it held its last two epochs for the next batch; the server was up
+    run2 = c.create_run(tracking.experiment_id, tags={"mlflow.parentRunId": tracking.parent_run_id,
+                                                      "ray.trial_id": "t2"})
+    c.log_metric(run2.info.run_id, "epoch", 1.0, step=1)
+    lines2 = [{"epoch": e, "val_error": 40.0 - e, "trial_id": "t2", "timestamp": e, "mlflow_unlogged": 0,
+               "mlflow_held": 2 * (e - 1)} for e in (1.0, 2.0, 3.0)]
+    (tmp_path / "gap" / "trial_t2").mkdir()
+    (tmp_path / "gap" / "trial_t2" / "result.json").write_text("\n".join(json.dumps(x) for x in lines2) + "\n")
     said = []
     summary = tracking.settle(tmp_path / "gap", out=said.append)
     assert summary["filled"] == {"t1": 2} and summary["lacking"] == {"t1": 1}
+    assert summary["caught_up"] == {"t2": 4}  # epochs 2 and 3, two values each
+    assert _steps(c, run2.info.run_id, "val_error") == [2, 3] and _steps(c, run2.info.run_id, "epoch") == [1, 2, 3]
+    assert "mlflow_held" not in c.get_run(run2.info.run_id).data.metrics
+    assert any("filled in 4 metric values that 1 stopped trials held" in s for s in said)
     assert _steps(c, run.info.run_id, "epoch") == [1, 2] and _steps(c, run.info.run_id, "val_error") == [1, 2]
     assert "pid" not in c.get_run(run.info.run_id).data.metrics  # only what the trainable logs
     assert any("filled in 2 metric values of 1 trials" in s for s in said)

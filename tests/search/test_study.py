@@ -8,6 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.search.conftest import ROOT, run_cli
+from trainables.kd import read_results
 
 pytestmark = pytest.mark.slow
 EPOCHS = 4
@@ -59,6 +60,11 @@ def test_mlflow_parent_children_statuses_metrics_artifacts(study):
     assert all(k.info.status in ("FINISHED", "KILLED") for k in kids)
     killed = [k for k in kids if k.info.status == "KILLED"]
     assert killed and all(k.data.tags.get("pruned") == "true" for k in killed)
+    # every epoch a trial ran is in its history, also for trials stopped while their metrics waited for a batch
+    for k in kids:
+        ran = [int(r["epoch"]) for r in read_results(study["dir"] / f"trial_{k.data.tags['ray.trial_id']}"
+                                                     / "result.json")]
+        assert sorted(m.step for m in c.get_metric_history(k.info.run_id, "val_error")) == ran, k.info.status
     done = [k for k in kids if k.info.status == "FINISHED"]
     assert done
     k = done[0]
