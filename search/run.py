@@ -290,6 +290,8 @@ def _init_ray(args):
     _quiet_libraries()
     import ray
     env = {"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}}
+    if "AIKD_MLFLOW_FLUSH_S" in os.environ:  # how often trials send metrics: set on the driver, holds on every node
+        env["env_vars"]["AIKD_MLFLOW_FLUSH_S"] = os.environ["AIKD_MLFLOW_FLUSH_S"]
     if args.address:
         if args.address.startswith("ray://"):  # Tune and its callbacks run on the head: give them this environment
             env["env_vars"].update(_client_env_vars())
@@ -383,19 +385,20 @@ def run_study(args, plan: Plan, out=print) -> int:
 
     from search.client import RELAY_PREFIX, DriverRelay, RelayListener, TuneEnvironment, is_client
     from search.searchers import make_optuna_search
-    from search.tracking import ProgressCallback, StudyTracking, TrialStatusCallback, prepare_store_in_background
+    from search.tracking import ProgressCallback, StudyTracking, TrialStatusCallback, import_store_in_background
     from trainables.kd import run_trial
     from trainables.resources import trial_slots, with_trial_resources
     from trainables.teachers import pretrain_teachers
+    from trainables.trial_log import drain_agents, start_agents
 
     study_dir = Path(plan.study_dir)
     local = "://" not in plan.study_dir
     if local:
         study_dir.mkdir(parents=True, exist_ok=True)
     if plan.tracking_uri:
-        prepare_store_in_background(plan.tracking_uri)
+        import_store_in_background(plan.tracking_uri)
     ray = _init_ray(args)
-    tracking = None
+    tracking, agents = None, []
     status = "FAILED"
     try:
         _cluster_checks(ray, plan)
@@ -417,6 +420,7 @@ def run_study(args, plan: Plan, out=print) -> int:
                       **{f"base.{k}": v for k, v in plan.base.items()}}
             tracking.start_parent(params, {"space": plan.space.name, "study_dir": plan.study_dir})
             tracking_info = tracking.trial_info()
+            agents = start_agents(plan.name, tracking_info)  # they start while the teachers and Tune get ready
             out(f"MLflow: parent run {tracking.parent_run_id} in experiment {args.experiment!r} at "
                 f"{plan.tracking_uri}")
         if local:
@@ -482,6 +486,7 @@ def run_study(args, plan: Plan, out=print) -> int:
         else:
             results = tuner.fit()
         out(f"study finished in {time.time() - t0:.0f}s; at most {progress.peak_concurrent} trials ran at once")
+        drain_agents(agents)  # the last batches of stopped trials, before settle looks for what MLflow lacks
         from search.report import summarize
         summarize(plan, results, tracking, args, out=out)
         if tracking:  # statuses kept during a server outage, metrics the workers could not send

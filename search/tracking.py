@@ -30,17 +30,18 @@ from trainables.kd import HELD_KEY, UNLOGGED_KEY, read_results
 DEFAULT_EXPERIMENT = "aikd-search"
 
 
-def prepare_store_in_background(uri: str) -> threading.Thread:
-    """Build MLflow's store for `uri` (SQLAlchemy and alembic imports, the schema check: over a second) in a thread
-    while Ray starts. MLflow caches stores per URI, so the StudyTracking made later finds it ready; an error is left
-    for that later call to raise."""
-    def build():
+def import_store_in_background(uri: str) -> threading.Thread:
+    """Import MLflow's SQLAlchemy store (SQLAlchemy and alembic: over a second of CPU) in a thread while Ray starts,
+    for a database URI. Only the import: the store itself, and a new database file, wait until the study's input
+    has been checked."""
+    def load():
         try:
-            MlflowClient(tracking_uri=uri)
+            if "://" in uri and uri.split("://")[0] not in ("http", "https"):
+                import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
         except Exception:
             pass
 
-    thread = threading.Thread(target=build, daemon=True, name="mlflow-store")
+    thread = threading.Thread(target=load, daemon=True, name="mlflow-store-import")
     thread.start()
     return thread
 

@@ -7,10 +7,7 @@ mean, and a checkpoint holds every seed's complete state. Test metrics are logge
 from __future__ import annotations
 
 import json
-import math
 import tempfile
-import threading
-from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +16,10 @@ import torch
 
 from aikd.config import TrainConfig
 from aikd.train import NonFiniteLossError, Trainer
+from trainables.trial_log import HELD_KEY, UNLOGGED_KEY, open_trial_log  # noqa: F401  (re-exported)
 
 STATE_FILE = "state.pt"
 FAILURE_KEY = "failure"
-UNLOGGED_KEY = "mlflow_unlogged"  # reported, never logged to MLflow: values MLflow missed (server unreachable)
-HELD_KEY = "mlflow_held"  # reported, never logged: metric values the worker holds for its next MLflow batch
 # Metrics reported per epoch (kept under ~30 keys per trial); method loss parts are added as they appear.
 REPORTED = ("epoch", "lr", "train_loss", "val_error", "val_top5_error", "val_nll", "val_ece", "val_f1",
             "test_error", "test_top5_error", "test_nll", "test_ece", "test_f1", "test_error_best", "epoch_seconds")
@@ -94,74 +90,23 @@ def run_trial(config: dict) -> None:
         c = TrainConfig.from_dict({**flat, "seed": s}).resolved()
         cfgs.append(c)
     states = load_checkpoint_states(ray.tune.get_checkpoint())
+    trainers = [Trainer(c, resume_state=states[i] if states else None) for i, c in enumerate(cfgs)]
     log = None
     if study.get("tracking"):
         params = {k: v for k, v in cfgs[0].to_dict().items() if not k.startswith("debug.")}
         params["seeds"] = seeds
-        log = TrialLog(study["tracking"], trial_id, trial_name, params,
-                       {"study": study.get("name", ""), "resumed": states is not None})
-    trainers = [Trainer(c, resume_state=states[i] if states else None) for i, c in enumerate(cfgs)]
-    if log is not None and states:
         # epochs the checkpoint holds: a killed earlier attempt may have held some of them for its next batch
-        log.restored = [{**_reported(aggregate([t.history[e] for t in trainers])), "epoch": e + 1}
-                        for e in range(min(len(t.history) for t in trainers))]
+        restored = [{**_reported(aggregate([t.history[e] for t in trainers])), "epoch": e + 1}
+                    for e in range(min(len(t.history) for t in trainers))] if states else []
+        log = open_trial_log(study, trial_id, trial_name, params,
+                             {"study": study.get("name", ""), "resumed": states is not None}, restored)
     try:
         _train_and_report(trainers, cfgs, seeds, study, log)
     finally:
         # A scheduler stops a trial by raising SystemExit in `ray.tune.report`: send the metrics held for the next
-        # batch. A worker killed before this runs leaves them to the driver (HELD_KEY in its last report).
+        # batch. What a killed worker held is filled in by the driver (HELD_KEY in the trial's last report).
         if log is not None:
             log.close(deadline_s=1.0)
-
-
-class TrialLog:
-    """The trial's MLflow child run, opened in a background thread: in a fresh worker MLflow's imports and the
-    run's opening take seconds of CPU, and training should not wait for them. Reports made before the run is open
-    wait here and go out with the first batch after it."""
-
-    def __init__(self, tracking: dict, trial_id: str, trial_name: str, params: dict, tags: dict):
-        self.child = None
-        self.restored: list[dict] = []  # a resumed trial's earlier epochs, logged where the run lacks them
-        self._early: list[tuple[dict, int]] = []
-        self._opening = Future()
-        threading.Thread(target=self._open, args=(tracking, trial_id, trial_name, params, tags), daemon=True,
-                         name="mlflow-child-run").start()
-
-    def _open(self, *args) -> None:
-        try:
-            from trainables.child_run import ChildRun
-            child = ChildRun(*args[:4], tags=args[4])
-            import trainables.plots  # noqa: F401  (matplotlib, for the reliability diagram at the end)
-            self._opening.set_result(child)
-        except BaseException as e:
-            self._opening.set_exception(e)
-
-    def ready(self, wait: bool):
-        """The child run once it is open (waiting for it if `wait`), else None."""
-        if self.child is None and (wait or self._opening.done()):
-            self.child = self._opening.result()
-            for epoch, metrics in enumerate(self.restored, 1):  # skipped where the run's history has the epoch
-                self.child.log_metrics(metrics, epoch)
-            for metrics, step in self._early:
-                self.child.log_metrics(metrics, step)
-            self._early = []
-        return self.child
-
-    def log_metrics(self, metrics: dict, step: int) -> None:
-        if self.ready(wait=False) is None:
-            self._early.append((dict(metrics), step))
-        else:
-            self.child.log_metrics(metrics, step)
-
-    def counts(self) -> dict:
-        """For the driver: values MLflow did not take (server unreachable), and values waiting for a batch."""
-        if self.child is None:
-            return {UNLOGGED_KEY: 0, HELD_KEY: sum(len(m) for m, _ in self._early)}
-        return {UNLOGGED_KEY: self.child.unlogged, HELD_KEY: self.child.held}
-
-    def close(self, deadline_s: float = 60.0) -> int:
-        """Send everything held (a second call sends nothing); returns the count MLflow missed."""
-        return self.ready(wait=True).close(deadline_s=deadline_s)
 
 
 def _train_and_report(trainers, cfgs, seeds, study, log) -> None:
@@ -174,9 +119,10 @@ def _train_and_report(trainers, cfgs, seeds, study, log) -> None:
             if log is not None:
                 log.log_metrics(metrics, step=int(metrics["epoch"]))
                 if trainers[0].done:  # before the last report: a scheduler may stop the trial right after it
-                    _log_trial_artifacts(log.ready(wait=True), cfgs[0], trainers, metrics)
-                    log.close()
-                metrics.update(log.counts())
+                    missed = log.finish(cfgs[0].to_dict(), metrics, trainers[0].artifacts())
+                    metrics.update({UNLOGGED_KEY: missed, HELD_KEY: 0})
+                else:
+                    metrics.update(log.counts())
             with tempfile.TemporaryDirectory() as d:
                 save_checkpoint_state(d, trainers, seeds)
                 ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(d))
@@ -185,19 +131,5 @@ def _train_and_report(trainers, cfgs, seeds, study, log) -> None:
         # the study's metric as NaN: Tune requires the key in every result; searcher and ASHA skip the value
         failure = {"epoch": epoch, FAILURE_KEY: "non-finite loss", study.get("metric") or "val_error": float("nan")}
         if log is not None:
-            log.ready(wait=True).set_tags({"failure": "non-finite loss", "error": str(e)[:500]})
-            failure[UNLOGGED_KEY] = log.close(deadline_s=10)
+            failure[UNLOGGED_KEY] = log.fail({"failure": "non-finite loss", "error": str(e)[:500]})
         ray.tune.report(failure)
-
-
-def _log_trial_artifacts(child, cfg, trainers, metrics) -> None:
-    """Resolved config, reliability diagrams (val and test) and final metrics with ECE before/after TS."""
-    from trainables.plots import reliability_figure
-    child.log_dict(cfg.to_dict(), "config.json")
-    final = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-    child.log_dict(final, "final_metrics.json")
-    art = trainers[0].artifacts()
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "reliability.png"
-        reliability_figure({k.replace("reliability_", ""): v for k, v in art.items()}, path)
-        child.log_file(path)

@@ -126,7 +126,8 @@ def test_worker_node_removed_mid_study(cluster, tmp_path, teacher_root):
     # both trials start at once (the driver stages as many trials as the cluster holds), one on each node
     p = start_cli(_study_args(tmp_path / "studies", "lost", "--num-samples", "2", "--max-epochs", str(LOST_EPOCHS),
                               "--scheduler", "none", "--address", cluster.address, "--mlflow-uri", uri,
-                              "--set", f"teacher.root={teacher_root}"), tmp_path, tmp_path / "run.log")
+                              "--set", f"teacher.root={teacher_root}"), tmp_path, tmp_path / "run.log",
+                  env={"AIKD_MLFLOW_FLUSH_S": "0"})  # each epoch in MLflow at once: the test waits for one
     try:
         def running_on_worker():  # a trial on the worker node that has logged an epoch
             # only once the driver has made the store: a second process opening a new SQLite store runs MLflow's

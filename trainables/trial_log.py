@@ -1,0 +1,241 @@
+"""How a trial's reports reach its MLflow child run (trainables/child_run.py does the writing).
+
+A fresh trial worker that wrote to MLflow itself would first import MLflow, SQLAlchemy and matplotlib: about 3 s
+of CPU per worker, spent while the trials train and compete for the same cores. So the driver starts one
+`TrackingAgent` per node while it prepares the study (a core is mostly idle then); the agent imports all that once
+and writes for every trial on its node, through the tracking URI (nodes need network access to the server, not a
+shared disk). A trial sends its reports to its node's agent without waiting (`AgentLog`). On a node without an
+agent (one that joined after the study started) the trial writes itself, opening its run in a background thread
+(`TrialLog`). Both count, for the driver, what MLflow did not take (UNLOGGED_KEY) and what waits for a batch
+(HELD_KEY); the driver fills in from the trial's result.json what a dead worker or agent never sent.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+
+import ray
+
+UNLOGGED_KEY = "mlflow_unlogged"  # reported, never logged to MLflow: values MLflow missed (server unreachable)
+HELD_KEY = "mlflow_held"  # reported, never logged: metric values not yet known to be in MLflow
+AGENT_PREFIX = "aikd-mlflow-agent-"
+WRITER_TAG = "mlflow_writer"
+FINISH_DEADLINE_S = 60.0  # a trial's last request retries this long through a server outage
+
+
+def agent_name(study: str, node_id: str) -> str:
+    return f"{AGENT_PREFIX}{study}-{node_id}"
+
+
+def log_trial_artifacts(child, config: dict, final: dict, reliability: dict) -> None:
+    """Resolved config, final metrics with ECE before/after temperature scaling, reliability diagrams (val, test)."""
+    from trainables.plots import reliability_figure
+    child.log_dict(config, "config.json")
+    child.log_dict({k: v for k, v in final.items() if isinstance(v, (int, float)) and math.isfinite(v)},
+                   "final_metrics.json")
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "reliability.png"
+        reliability_figure({k.replace("reliability_", ""): v for k, v in reliability.items()}, path)
+        child.log_file(path)
+
+
+# ---- one writer per node -----------------------------------------------------------------------------------------
+
+class TrackingAgent:
+    """Ray actor (one per node, see `start_agents`): the child runs of the trials on its node. Calls from one trial
+    arrive in the order the trial made them (one caller, one actor)."""
+
+    def __init__(self, tracking: dict):
+        from mlflow.tracking import MlflowClient
+
+        import trainables.plots  # noqa: F401  (matplotlib, for the reliability diagrams)
+        from trainables.child_run import ChildRun, fail_fast_http
+        fail_fast_http()
+        MlflowClient(tracking_uri=tracking["uri"])  # builds (and caches) the store: imports, schema check
+        self._child_run = ChildRun
+        self.tracking = tracking
+        self.runs: dict = {}
+
+    def ready(self) -> bool:
+        return True
+
+    def open(self, trial_id: str, trial_name: str, params: dict, tags: dict, restored: list[dict]) -> None:
+        old = self.runs.pop(trial_id, None)  # an earlier attempt of this trial that died without closing
+        if old is not None:
+            old.close(deadline_s=0)
+        child = self._child_run(self.tracking, trial_id, trial_name, params, tags=tags)
+        for epoch, metrics in enumerate(restored, 1):  # skipped where the run's history has the epoch
+            child.log_metrics(metrics, epoch)
+        self.runs[trial_id] = child
+
+    def log_metrics(self, trial_id: str, metrics: dict, step: int) -> dict:
+        child = self.runs[trial_id]
+        child.log_metrics(metrics, step)
+        return {UNLOGGED_KEY: child.unlogged, HELD_KEY: child.held}
+
+    def finish(self, trial_id: str, config: dict, final: dict, reliability: dict) -> int:
+        child = self.runs.pop(trial_id)
+        log_trial_artifacts(child, config, final, reliability)
+        return child.close(deadline_s=FINISH_DEADLINE_S)
+
+    def fail(self, trial_id: str, tags: dict) -> int:
+        child = self.runs.pop(trial_id)
+        child.set_tags(tags)
+        return child.close(deadline_s=10)
+
+    def close(self, trial_id: str, deadline_s: float = 1.0) -> int:
+        child = self.runs.pop(trial_id, None)
+        return child.close(deadline_s=deadline_s) if child is not None else 0
+
+    def drain(self, deadline_s: float) -> int:
+        """At the end of the study: close what stopped trials left open; returns the count missed."""
+        return sum(self.close(t, deadline_s) for t in list(self.runs))
+
+
+def start_agents(study: str, tracking: dict) -> list:
+    """One agent per alive node, pinned there; returns their handles without waiting for them to start."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    actor = ray.remote(num_cpus=0, max_restarts=0)(TrackingAgent)
+    return [actor.options(name=agent_name(study, n["NodeID"]), lifetime="non_detached",
+                          scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+            .remote(tracking)
+            for n in ray.nodes() if n.get("Alive")]
+
+
+def drain_agents(agents: list, deadline_s: float = 60.0) -> int:
+    """Close the runs the agents still hold (pruned trials' last batches); agents that died count nothing."""
+    missed = 0
+    for ref in [a.drain.remote(deadline_s) for a in agents]:
+        try:
+            missed += ray.get(ref, timeout=deadline_s + 30)
+        except Exception:
+            pass
+    return missed
+
+
+def find_agent(study: str):
+    """This node's agent, or None (no agent started here, or tracking is off)."""
+    try:
+        return ray.get_actor(agent_name(study, ray.get_runtime_context().get_node_id()))
+    except Exception:
+        return None
+
+
+class AgentLog:
+    """A trial's side of its node's agent: reports go out without waiting; only the last one waits."""
+
+    def __init__(self, agent, trial_id: str, trial_name: str, params: dict, tags: dict, restored: list[dict]):
+        self.agent, self.trial_id = agent, trial_id
+        self._counts = {UNLOGGED_KEY: 0, HELD_KEY: 0}
+        self._in_flight: list[tuple] = []  # (ref, values) of reports the agent has not answered yet
+        self._sent = 0  # metric values handed to the agent
+        self._closed = False
+        agent.open.remote(trial_id, trial_name, params, tags, restored)
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        values = sum(isinstance(v, (int, float)) for v in metrics.values())
+        self._in_flight.append((self.agent.log_metrics.remote(self.trial_id, metrics, step), values))
+        self._sent += values
+
+    def counts(self) -> dict:
+        done, _ = ray.wait([r for r, _ in self._in_flight], num_returns=len(self._in_flight), timeout=0) \
+            if self._in_flight else ([], [])
+        for ref, _ in [x for x in self._in_flight if x[0] in done]:
+            try:
+                self._counts = ray.get(ref)
+            except Exception:  # the agent died: nothing it held is known to be in MLflow
+                self._counts = {UNLOGGED_KEY: self._sent, HELD_KEY: 0}
+        self._in_flight = [x for x in self._in_flight if x[0] not in done]
+        return {UNLOGGED_KEY: self._counts[UNLOGGED_KEY],
+                HELD_KEY: self._counts[HELD_KEY] + sum(v for _, v in self._in_flight)}
+
+    def _wait(self, ref) -> int:
+        self._closed = True
+        try:
+            return ray.get(ref)
+        except Exception:  # the agent died: the driver fills in the metrics from the trial's results
+            return self._sent
+
+    def finish(self, config: dict, final: dict, reliability: dict) -> int:
+        return self._wait(self.agent.finish.remote(self.trial_id, config, final, reliability))
+
+    def fail(self, tags: dict) -> int:
+        return self._wait(self.agent.fail.remote(self.trial_id, tags))
+
+    def close(self, deadline_s: float = 1.0) -> None:
+        if not self._closed:  # a stopped trial: the agent sends what it holds; no need to wait for it
+            self._closed = True
+            self.agent.close.remote(self.trial_id, deadline_s)
+
+
+# ---- the trial writes itself -------------------------------------------------------------------------------------
+
+class TrialLog:
+    """The trial's child run in this process, opened in a background thread so that training does not wait for
+    MLflow's imports; reports made before it is open wait here and go out with the first batch after."""
+
+    def __init__(self, tracking: dict, trial_id: str, trial_name: str, params: dict, tags: dict,
+                 restored: list[dict]):
+        self.child = None
+        self.restored = restored
+        self._early: list[tuple[dict, int]] = []
+        self._opening = Future()
+        threading.Thread(target=self._open, args=(tracking, trial_id, trial_name, params, tags), daemon=True,
+                         name="mlflow-child-run").start()
+
+    def _open(self, tracking, trial_id, trial_name, params, tags) -> None:
+        try:
+            from trainables.child_run import ChildRun
+            child = ChildRun(tracking, trial_id, trial_name, params, tags=tags)
+            import trainables.plots  # noqa: F401  (matplotlib, for the reliability diagram at the end)
+            self._opening.set_result(child)
+        except BaseException as e:
+            self._opening.set_exception(e)
+
+    def _ready(self, wait: bool):
+        if self.child is None and (wait or self._opening.done()):
+            self.child = self._opening.result()
+            for epoch, metrics in enumerate(self.restored, 1):  # skipped where the run's history has the epoch
+                self.child.log_metrics(metrics, epoch)
+            for metrics, step in self._early:
+                self.child.log_metrics(metrics, step)
+            self._early = []
+        return self.child
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        if self._ready(wait=False) is None:
+            self._early.append((dict(metrics), step))
+        else:
+            self.child.log_metrics(metrics, step)
+
+    def counts(self) -> dict:
+        if self.child is None:
+            return {UNLOGGED_KEY: 0, HELD_KEY: sum(len(m) for m, _ in self._early)}
+        return {UNLOGGED_KEY: self.child.unlogged, HELD_KEY: self.child.held}
+
+    def finish(self, config: dict, final: dict, reliability: dict) -> int:
+        child = self._ready(wait=True)
+        log_trial_artifacts(child, config, final, reliability)
+        return child.close(deadline_s=FINISH_DEADLINE_S)
+
+    def fail(self, tags: dict) -> int:
+        child = self._ready(wait=True)
+        child.set_tags(tags)
+        return child.close(deadline_s=10)
+
+    def close(self, deadline_s: float = 1.0) -> None:
+        """Send everything held (a second call sends nothing)."""
+        self._ready(wait=True).close(deadline_s=deadline_s)
+
+
+def open_trial_log(study: dict, trial_id: str, trial_name: str, params: dict, tags: dict, restored: list[dict]):
+    """The trial's log: through its node's agent where there is one, else written by the trial itself (the tag
+    `mlflow_writer` on the child run says which)."""
+    agent = find_agent(study.get("name", ""))
+    if agent is not None:
+        return AgentLog(agent, trial_id, trial_name, params, {**tags, WRITER_TAG: "node agent"}, restored)
+    return TrialLog(study["tracking"], trial_id, trial_name, params, {**tags, WRITER_TAG: "trial"}, restored)
