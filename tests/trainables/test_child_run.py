@@ -83,3 +83,29 @@ def test_unreachable_server_counts_unlogged_not_held(tmp_path):
     child.log_metrics(_report(2), step=2)  # a failing child retries with every report, interval or not
     assert child.unlogged == 2 * len(KEYS)
     assert child.close(deadline_s=0) == 2 * len(KEYS)
+
+
+def test_trial_log_without_an_agent_opens_in_the_background_and_finishes(tmp_path):
+    """The fallback for a node without the study's MLflow agent: reports made before the run is open wait, then
+    every epoch, the restored ones of an earlier attempt included, lands once, with the trial's artifacts."""
+    from trainables.trial_log import HELD_KEY, UNLOGGED_KEY, TrialLog
+
+    c, tracking = _setup(tmp_path)
+    restored = [_report(1), _report(2)]
+    log = TrialLog(tracking, "t4", "trial_4", {"optim.lr": 0.1}, {"study": "s"}, restored)
+    for e in (3, 4):
+        log.log_metrics(_report(e), step=e)
+    counts = log.counts()
+    assert counts[UNLOGGED_KEY] == 0 and counts[HELD_KEY] >= 0
+    bins = {"edges": [0.0, 0.5, 1.0], "accuracy": [0.2, 0.9], "confidence": [0.3, 0.8], "count": [3, 7]}
+    missed = log.finish({"optim.lr": 0.1}, {"test_ece": 1.5, "test_ece_ts": 1.2, "bad": float("nan")},
+                        {"reliability_val": bins, "reliability_test": bins})
+    assert missed == 0
+    run = c.search_runs([tracking["experiment_id"]], filter_string="tags.`ray.trial_id` = 't4'")[0]
+    assert run.data.tags["mlflow.parentRunId"] == tracking["parent_run_id"]
+    for k in KEYS:
+        assert _steps(c, run.info.run_id, k) == [1, 2, 3, 4]
+    assert {"config.json", "final_metrics.json", "reliability.png"} <= {a.path for a in
+                                                                         c.list_artifacts(run.info.run_id)}
+    log.close()  # the trial's `finally`: nothing left to send, nothing sent twice
+    assert _steps(c, run.info.run_id, "epoch") == [1, 2, 3, 4]
