@@ -325,7 +325,8 @@ def test_mlflow_outage_mid_study(mlflow_server, tmp_path, teacher_root, monkeypa
         assert driver.set_trial_status("t0", "t0", "FINISHED") is False and len(driver.deferred) == 1
         time.sleep(max(0.0, 6 - (time.time() - down)))  # trials keep training while the server is gone
         mlflow_server.start()  # same port, same database
-        outage_s = time.time() - down
+        up = time.time()
+        outage_s = up - down
         assert p.wait(timeout=500) == 0, (tmp_path / "run.log").read_text()[-4000:]
     finally:
         if p.poll() is None:
@@ -333,9 +334,11 @@ def test_mlflow_outage_mid_study(mlflow_server, tmp_path, teacher_root, monkeypa
             p.wait(timeout=30)
         kill_recorded(procs)
     log = (tmp_path / "run.log").read_text()
-    # the outage really hit the trials: some reports were made while their metrics could not be sent
+    # the outage really hit the trials: they reported epochs while the server was down (each report is a request
+    # at once here). Whether a trial also saw `mlflow_unlogged` > 0 depends on when its node's MLflow writer
+    # answered (a trial reads the answer to its previous report), so the test does not ask for it.
     res = {d.name[len("trial_"):]: results(d) for d in trial_dirs(storage / name)}
-    assert any(r.get("mlflow_unlogged", 0) > 0 for rs in res.values() for r in rs), f"outage {outage_s:.0f}s"
+    assert any(down - 1 <= r["timestamp"] <= up + 1 for rs in res.values() for r in rs), f"outage {outage_s:.0f}s"
     # ... and no trial died for it
     assert len(res) == OUTAGE_SAMPLES and all(int(rs[-1]["epoch"]) == OUTAGE_EPOCHS for rs in res.values())
     assert not any((d / "error.txt").exists() for d in trial_dirs(storage / name))
