@@ -57,9 +57,12 @@ def _kids(uri, study):
 def test_study_runs_on_both_nodes_with_one_teacher(cluster, tmp_path):
     teachers = tmp_path / "teachers"  # empty: the teacher is trained in this study, on the cluster
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    out = run_cli([RUN, *_study_args(tmp_path / "studies", "multi", "--num-samples", "2", "--max-epochs", "2",
+    # one trial per node: both placement groups are staged at once (the head holds one trial), and with
+    # --no-reuse-actors a trial that finishes early cannot hand its worker on the head to the other trial before
+    # that trial's worker has started on the second node (seen in CI once MLflow no longer slowed the trials)
+    out = run_cli([RUN, *_study_args(tmp_path / "studies", "multi", "--num-samples", "2", "--max-epochs", "4",
                                      "--scheduler", "none", "--address", cluster.address, "--mlflow-uri", uri,
-                                     "--set", f"teacher.root={teachers}")], cwd=tmp_path)
+                                     "--no-reuse-actors", "--set", f"teacher.root={teachers}")], cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "ray address " + cluster.address in out.stdout  # joined the cluster, did not start its own Ray
     c, parent, kids = _kids(uri, "multi")
