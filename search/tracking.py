@@ -25,12 +25,13 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from trainables.child_run import TRIAL_TAG, _param_str, _retry, fail_fast_http
-from trainables.kd import HELD_KEY, UNLOGGED_KEY, read_results
+from trainables.kd import read_results
+from trainables.trial_log import HELD_KEY, UNLOGGED_KEY
 
 DEFAULT_EXPERIMENT = "aikd-search"
 
 
-def import_store_in_background(uri: str) -> threading.Thread:
+def import_store_in_background(uri: str) -> None:
     """Import MLflow's SQLAlchemy store (SQLAlchemy and alembic: over a second of CPU) in a thread while Ray starts,
     for a database URI. Only the import: the store itself, and a new database file, wait until the study's input
     has been checked."""
@@ -41,9 +42,7 @@ def import_store_in_background(uri: str) -> threading.Thread:
         except Exception:
             pass
 
-    thread = threading.Thread(target=load, daemon=True, name="mlflow-store-import")
-    thread.start()
-    return thread
+    threading.Thread(target=load, daemon=True, name="mlflow-store-import").start()
 
 
 def resolve_tracking_uri(uri: str | None) -> str:

@@ -43,6 +43,24 @@ def log_trial_artifacts(child, config: dict, final: dict, reliability: dict) -> 
         child.log_file(path)
 
 
+def replay(child, restored: list[dict]) -> None:
+    """Epochs a resumed trial's checkpoint holds (an earlier attempt may have died holding them for its next batch);
+    the child run skips those its history already has."""
+    for epoch, metrics in enumerate(restored, 1):
+        child.log_metrics(metrics, epoch)
+
+
+def finish_child(child, config: dict, final: dict, reliability: dict) -> int:
+    """A trial's last report: artifacts, then the run closed FINISHED; returns the metric values MLflow missed."""
+    log_trial_artifacts(child, config, final, reliability)
+    return child.close(deadline_s=FINISH_DEADLINE_S)
+
+
+def fail_child(child, tags: dict) -> int:
+    child.set_tags(tags)
+    return child.close(deadline_s=10)
+
+
 # ---- one writer per node -----------------------------------------------------------------------------------------
 
 class TrackingAgent:
@@ -68,8 +86,7 @@ class TrackingAgent:
         if old is not None:
             old.close(deadline_s=0)
         child = self._child_run(self.tracking, trial_id, trial_name, params, tags=tags)
-        for epoch, metrics in enumerate(restored, 1):  # skipped where the run's history has the epoch
-            child.log_metrics(metrics, epoch)
+        replay(child, restored)
         self.runs[trial_id] = child
 
     def log_metrics(self, trial_id: str, metrics: dict, step: int) -> dict:
@@ -78,14 +95,10 @@ class TrackingAgent:
         return {UNLOGGED_KEY: child.unlogged, HELD_KEY: child.held}
 
     def finish(self, trial_id: str, config: dict, final: dict, reliability: dict) -> int:
-        child = self.runs.pop(trial_id)
-        log_trial_artifacts(child, config, final, reliability)
-        return child.close(deadline_s=FINISH_DEADLINE_S)
+        return finish_child(self.runs.pop(trial_id), config, final, reliability)
 
     def fail(self, trial_id: str, tags: dict) -> int:
-        child = self.runs.pop(trial_id)
-        child.set_tags(tags)
-        return child.close(deadline_s=10)
+        return fail_child(self.runs.pop(trial_id), tags)
 
     def close(self, trial_id: str, deadline_s: float = 1.0) -> int:
         child = self.runs.pop(trial_id, None)
@@ -142,14 +155,14 @@ class AgentLog:
         self._sent += values
 
     def counts(self) -> dict:
-        done, _ = ray.wait([r for r, _ in self._in_flight], num_returns=len(self._in_flight), timeout=0) \
-            if self._in_flight else ([], [])
-        for ref, _ in [x for x in self._in_flight if x[0] in done]:
-            try:
-                self._counts = ray.get(ref)
-            except Exception:  # the agent died: nothing it held is known to be in MLflow
-                self._counts = {UNLOGGED_KEY: self._sent, HELD_KEY: 0}
-        self._in_flight = [x for x in self._in_flight if x[0] not in done]
+        if self._in_flight:
+            done = set(ray.wait([r for r, _ in self._in_flight], num_returns=len(self._in_flight), timeout=0)[0])
+            for ref in [r for r, _ in self._in_flight if r in done]:  # in the order sent: the last is the newest
+                try:
+                    self._counts = ray.get(ref)
+                except Exception:  # the agent died: nothing it held is known to be in MLflow
+                    self._counts = {UNLOGGED_KEY: self._sent, HELD_KEY: 0}
+            self._in_flight = [x for x in self._in_flight if x[0] not in done]
         return {UNLOGGED_KEY: self._counts[UNLOGGED_KEY],
                 HELD_KEY: self._counts[HELD_KEY] + sum(v for _, v in self._in_flight)}
 
@@ -199,8 +212,7 @@ class TrialLog:
     def _ready(self, wait: bool):
         if self.child is None and (wait or self._opening.done()):
             self.child = self._opening.result()
-            for epoch, metrics in enumerate(self.restored, 1):  # skipped where the run's history has the epoch
-                self.child.log_metrics(metrics, epoch)
+            replay(self.child, self.restored)
             for metrics, step in self._early:
                 self.child.log_metrics(metrics, step)
             self._early = []
@@ -218,14 +230,10 @@ class TrialLog:
         return {UNLOGGED_KEY: self.child.unlogged, HELD_KEY: self.child.held}
 
     def finish(self, config: dict, final: dict, reliability: dict) -> int:
-        child = self._ready(wait=True)
-        log_trial_artifacts(child, config, final, reliability)
-        return child.close(deadline_s=FINISH_DEADLINE_S)
+        return finish_child(self._ready(wait=True), config, final, reliability)
 
     def fail(self, tags: dict) -> int:
-        child = self._ready(wait=True)
-        child.set_tags(tags)
-        return child.close(deadline_s=10)
+        return fail_child(self._ready(wait=True), tags)
 
     def close(self, deadline_s: float = 1.0) -> None:
         """Send everything held (a second call sends nothing)."""
