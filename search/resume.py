@@ -70,7 +70,8 @@ def restore_trial_logs(trial_dir: Path, ot_trial, study_meta: dict, space) -> in
     import torch
 
     from search.searchers import SpaceSuggester
-    from trainables.kd import STATE_FILE, _reported, aggregate, read_results
+    from trainables.kd import STATE_FILE, epoch_rows, read_results
+    from trainables.trial_log import HELD_KEY
     checkpoints = sorted(trial_dir.glob("checkpoint_*"))
     if not checkpoints or not (checkpoints[-1] / STATE_FILE).exists():
         return 0
@@ -84,10 +85,11 @@ def restore_trial_logs(trial_dir: Path, ot_trial, study_meta: dict, space) -> in
         (trial_dir / "params.json").write_text(json.dumps({"_study": study, **config}, indent=2, sort_keys=True))
     logged = read_results(trial_dir / "result.json")
     have = int(logged[-1].get("epoch", 0)) if logged else 0
-    added = []
-    for e in range(have, min(len(h) for h in histories)):
-        row = _reported(aggregate([h[e] for h in histories]))
-        added.append({**row, "epoch": e + 1, "trial_id": rid, "training_iteration": e + 1,
+    added, held = [], int(logged[-1].get(HELD_KEY, 0)) if logged else 0
+    for row in epoch_rows(histories, start=have):
+        # the trial's MLflow writer died with the driver, perhaps holding these epochs: settle() checks the child run
+        held += sum(isinstance(v, (int, float)) for v in row.values())
+        added.append({**row, "trial_id": rid, "training_iteration": row["epoch"], HELD_KEY: held,
                       "rebuilt_from": checkpoints[-1].name})
     if added:
         with open(trial_dir / "result.json", "a") as f:

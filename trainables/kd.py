@@ -16,7 +16,7 @@ import torch
 
 from aikd.config import TrainConfig
 from aikd.train import NonFiniteLossError, Trainer
-from trainables.trial_log import HELD_KEY, UNLOGGED_KEY, open_trial_log  # noqa: F401  (re-exported)
+from trainables.trial_log import HELD_KEY, UNLOGGED_KEY, open_trial_log
 
 STATE_FILE = "state.pt"
 FAILURE_KEY = "failure"
@@ -52,6 +52,12 @@ def aggregate(per_seed: list[dict]) -> dict:
 def _reported(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items()
             if k in REPORTED or k in FINAL_ONLY or k.endswith("_std") or (k.startswith("train_") and len(k) < 24)}
+
+
+def epoch_rows(histories: list[list[dict]], start: int = 0) -> list[dict]:
+    """The reports of epochs start+1.. that every seed's history holds (from a checkpoint), as `run_trial` made them."""
+    return [{**_reported(aggregate([h[e] for h in histories])), "epoch": e + 1}
+            for e in range(start, min(len(h) for h in histories))]
 
 
 def read_results(path) -> list[dict]:
@@ -96,8 +102,7 @@ def run_trial(config: dict) -> None:
         params = {k: v for k, v in cfgs[0].to_dict().items() if not k.startswith("debug.")}
         params["seeds"] = seeds
         # epochs the checkpoint holds: a killed earlier attempt may have held some of them for its next batch
-        restored = [{**_reported(aggregate([t.history[e] for t in trainers])), "epoch": e + 1}
-                    for e in range(min(len(t.history) for t in trainers))] if states else []
+        restored = epoch_rows([t.history for t in trainers]) if states else []
         log = open_trial_log(study, trial_id, trial_name, params,
                              {"study": study.get("name", ""), "resumed": states is not None}, restored)
     try:

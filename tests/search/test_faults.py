@@ -113,6 +113,7 @@ def test_finished_trial_logs_rebuilt_from_its_checkpoint(tmp_path):
     from search.resume import restore_trial_logs
     from search.searchers import SpaceSuggester
     from trainables.kd import save_checkpoint_state
+    from trainables.trial_log import HELD_KEY
 
     space = get_space("aikd_ablation")
     study = optuna.create_study()
@@ -142,6 +143,9 @@ def test_finished_trial_logs_rebuilt_from_its_checkpoint(tmp_path):
     vals = [t.history[1]["val_error"] for t in trainers]
     assert rows[1]["val_error"] == pytest.approx(sum(vals) / 2)
     assert rows[1]["val_error_std"] == pytest.approx(abs(vals[0] - vals[1]) / np.sqrt(2))  # sample std of two
+    # the writer that held epoch 2 for its next batch died with the driver: the rebuilt line asks settle() to check
+    numeric = [k for k, v in rows[1].items() if isinstance(v, (int, float)) and k != HELD_KEY]
+    assert rows[1][HELD_KEY] == len(numeric) - 1  # every value of the line but training_iteration's copy of epoch
     assert restore_trial_logs(trial_dir, frozen, {"base": base, "name": "killed"}, space) == 0  # idempotent
     (row,) = collect_rows(tmp_path, epochs=2)
     assert row["outcome"] == "done" and row["seeds"] == seeds and row["epochs"] == 2
