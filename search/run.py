@@ -498,6 +498,11 @@ def run_study(args, plan: Plan, out=print) -> int:
         out("interrupted: finished trials are kept; resume with --resume --name " + plan.name)
         return 130
     finally:
+        if agents and status != "FINISHED":  # interrupted or failed: keep the stopped trials' last batches too
+            try:
+                drain_agents(agents, deadline_s=2.0)
+            except BaseException as e:
+                out(f"warning: could not drain the MLflow writers: {e!r}")
         if tracking:
             try:
                 tracking.close(status)
