@@ -60,6 +60,16 @@ def _load_checked(path: Path, tc):
         return None
 
 
+def teacher_is_cached(cfg) -> bool:
+    """A valid copy is in the store (checksum checked, nothing loaded): callers that would start a process only to
+    find the file can skip it."""
+    path = teacher_path(cfg)
+    try:
+        return json.loads(path.with_suffix(".json").read_text()).get("sha256") == _sha256(path)
+    except (OSError, ValueError):
+        return False
+
+
 def get_or_train_teacher(cfg, root=None, log=None) -> torch.nn.Module:
     """Load S_sup for `cfg`, training it with the phase-1 recipe first when the store has no valid copy."""
     log = log or (lambda msg: None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ray
 
 from aikd.config import TrainConfig, needs_teacher
-from aikd.teachers import get_or_train_teacher, teacher_key, teacher_path
+from aikd.teachers import get_or_train_teacher, teacher_is_cached, teacher_key, teacher_path
 
 
 def _train_teacher(flat: dict) -> str:
@@ -28,14 +28,23 @@ def distinct_teacher_configs(flat_configs: list[dict]) -> list[dict]:
     return out
 
 
-def pretrain_teachers(flat_configs: list[dict], cpus: float, gpus: float, log=print) -> list[str]:
-    """Train (or find) every teacher the study needs, in parallel Ray tasks; returns the store paths."""
-    todo = distinct_teacher_configs(flat_configs)
-    if not todo:
-        return []
+def pretrain_teachers(flat_configs: list[dict], cpus: float, gpus: float, log=print,
+                      check_here: bool = True) -> list[str]:
+    """Train (or find) every teacher the study needs, in parallel Ray tasks; returns the store paths.
+
+    A teacher this process finds valid in the store gets no task: a task starts a worker that imports torch (seconds)
+    only to find the same file. `check_here=False` where this process's disk is not the cluster's (Ray Client)."""
+    needed = distinct_teacher_configs(flat_configs)
+    paths = [teacher_path(TrainConfig.from_dict(flat)) for flat in needed]
+    todo = []
+    for flat, path in zip(needed, paths):
+        if check_here and teacher_is_cached(TrainConfig.from_dict(flat)):
+            log(f"phase-1 teacher: reusing cached {path}")
+        else:
+            todo.append(flat)
     task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=2)(_train_teacher)
     refs = [task.remote(flat) for flat in todo]
     for flat, ref in zip(todo, refs):
         msgs = ray.get(ref)
         log(msgs.splitlines()[0] if msgs else f"phase-1 teacher ready: {teacher_path(TrainConfig.from_dict(flat))}")
-    return [str(teacher_path(TrainConfig.from_dict(flat))) for flat in todo]
+    return [str(path) for path in paths]

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from aikd.config import TrainConfig
-from aikd.teachers import get_or_train_teacher, teacher_key, teacher_path
+from aikd.teachers import get_or_train_teacher, teacher_is_cached, teacher_key, teacher_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,9 +39,12 @@ def test_key_ignores_method_knobs_but_not_recipe(tmp_path):
 
 def test_truncated_file_is_retrained_not_loaded(tmp_path):
     cfg = _cfg(tmp_path)
+    assert not teacher_is_cached(cfg)
     get_or_train_teacher(cfg)
+    assert teacher_is_cached(cfg)
     path = teacher_path(cfg)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert not teacher_is_cached(cfg)  # the study driver sends it to a task, which retrains it
     logs = []
     model = get_or_train_teacher(cfg, log=logs.append)
     assert any("corrupt" in m for m in logs)
