@@ -244,7 +244,7 @@ def build_plan(args) -> Plan:
     study_dir = f"{storage.rstrip('/')}/{name}"
     tracking_uri = None
     if not args.no_tracking:
-        from search.tracking import resolve_tracking_uri
+        from search.store import resolve_tracking_uri
         tracking_uri = resolve_tracking_uri(args.mlflow_uri)
     return Plan(space, base, searcher, scheduler, num_samples, epochs, grace, list(range(1, args.seeds + 1)), cpus,
                 gpus, storage, name, study_dir, tracking_uri, configs, options, resolved_configs)
@@ -380,27 +380,30 @@ def _param_space(plan: Plan, tracking_info: dict | None) -> dict:
 
 
 def run_study(args, plan: Plan, out=print) -> int:
+    from search.store import import_tracking_in_background
+    importing = import_tracking_in_background(plan.tracking_uri) if plan.tracking_uri else None
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
     from search.client import RELAY_PREFIX, DriverRelay, RelayListener, TuneEnvironment, is_client
     from search.searchers import make_optuna_search
-    from search.tracking import ProgressCallback, StudyTracking, TrialStatusCallback, import_store_in_background
-    from trainables.kd import run_trial
-    from trainables.resources import trial_slots, with_trial_resources
-    from trainables.teachers import pretrain_teachers
-    from trainables.trial_log import drain_agents, start_agents
 
     study_dir = Path(plan.study_dir)
     local = "://" not in plan.study_dir
     if local:
         study_dir.mkdir(parents=True, exist_ok=True)
-    if plan.tracking_uri:
-        import_store_in_background(plan.tracking_uri)
     ray = _init_ray(args)
-    tracking, agents = None, []
-    status = "FAILED"
+    from trainables.trial_log import drain_agents, start_agents
+    tracking, agents, status = None, [], "FAILED"
     try:
+        # the per-node MLflow writers import MLflow while this driver checks the cluster and creates the parent run
+        agents = start_agents(plan.name) if plan.tracking_uri else []
+        if importing is not None:
+            importing.join()
+        from search.tracking import ProgressCallback, StudyTracking, TrialStatusCallback
+        from trainables.kd import run_trial
+        from trainables.resources import trial_slots, with_trial_resources
+        from trainables.teachers import pretrain_teachers
         _cluster_checks(ray, plan)
         # Tune keeps one pending trial at a time behind a searcher unless told otherwise, so trials would start one
         # by one, each waiting for the previous worker process to boot: let it stage as many as the cluster holds.
@@ -420,7 +423,6 @@ def run_study(args, plan: Plan, out=print) -> int:
                       **{f"base.{k}": v for k, v in plan.base.items()}}
             tracking.start_parent(params, {"space": plan.space.name, "study_dir": plan.study_dir})
             tracking_info = tracking.trial_info()
-            agents = start_agents(plan.name, tracking_info)  # they start while the teachers and Tune get ready
             out(f"MLflow: parent run {tracking.parent_run_id} in experiment {args.experiment!r} at "
                 f"{plan.tracking_uri}")
         if local:

@@ -12,11 +12,9 @@ metrics a worker could not send before its trial ended, then says in the summary
 from __future__ import annotations
 
 import math
-import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -24,37 +22,12 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from search.store import is_local_store
 from trainables.child_run import TRIAL_TAG, _param_str, _retry, fail_fast_http
 from trainables.kd import read_results
 from trainables.trial_log import HELD_KEY, UNLOGGED_KEY
 
 DEFAULT_EXPERIMENT = "aikd-search"
-
-
-def import_store_in_background(uri: str) -> None:
-    """Import MLflow's SQLAlchemy store (SQLAlchemy and alembic: over a second of CPU) in a thread while Ray starts,
-    for a database URI. Only the import: the store itself, and a new database file, wait until the study's input
-    has been checked."""
-    def load():
-        try:
-            if "://" in uri and uri.split("://")[0] not in ("http", "https"):
-                import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-        except Exception:
-            pass
-
-    threading.Thread(target=load, daemon=True, name="mlflow-store-import").start()
-
-
-def resolve_tracking_uri(uri: str | None) -> str:
-    """--mlflow-uri, else MLFLOW_TRACKING_URI, else MLflow's local SQLite store in the working directory."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())  # workers run in other folders
-    return uri
-
-
-def is_local_store(uri: str) -> bool:
-    return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
 
 
 def _versions() -> dict:

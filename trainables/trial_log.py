@@ -1,13 +1,14 @@
 """How a trial's reports reach its MLflow child run (trainables/child_run.py does the writing).
 
-A fresh trial worker that wrote to MLflow itself would first import MLflow, SQLAlchemy and matplotlib: about 3 s
-of CPU per worker, spent while the trials train and compete for the same cores. So the driver starts one
-`TrackingAgent` per node while it prepares the study (a core is mostly idle then); the agent imports all that once
-and writes for every trial on its node, through the tracking URI (nodes need network access to the server, not a
-shared disk). A trial sends its reports to its node's agent without waiting (`AgentLog`). On a node without an
-agent (one that joined after the study started) the trial writes itself, opening its run in a background thread
-(`TrialLog`). Both count, for the driver, what MLflow did not take (UNLOGGED_KEY) and what waits for a batch
-(HELD_KEY); the driver fills in from the trial's result.json what a dead worker or agent never sent.
+A fresh trial worker that wrote to MLflow itself would first import MLflow, SQLAlchemy and matplotlib: about 3 s of
+CPU per worker, spent while the trials train and compete for the same cores. So the driver starts one
+`TrackingAgent` per node as soon as Ray is up, while it checks the cluster and creates the parent run (a core is
+mostly idle then); the agent imports all that once and writes for every trial on its node, through the tracking URI
+(nodes need network access to the server, not a shared disk). A trial sends its reports to its node's agent without
+waiting (`AgentLog`). On a node without an agent (one that joined after the study started) the trial writes itself,
+opening its run in a background thread (`TrialLog`). Both count, for the driver, what MLflow did not take
+(UNLOGGED_KEY) and what waits for a batch (HELD_KEY); the driver fills in from the trial's result.json what a dead
+worker or agent never sent.
 """
 
 from __future__ import annotations
@@ -67,25 +68,25 @@ class TrackingAgent:
     """Ray actor (one per node, see `start_agents`): the child runs of the trials on its node. Calls from one trial
     arrive in the order the trial made them (one caller, one actor)."""
 
-    def __init__(self, tracking: dict):
-        from mlflow.tracking import MlflowClient
+    def __init__(self):
+        # Imports only: the store (and a new database file) waits for the first trial, after the input checks.
+        import mlflow.tracking  # noqa: F401
 
         import trainables.plots  # noqa: F401  (matplotlib, for the reliability diagrams)
         from trainables.child_run import ChildRun, fail_fast_http
         fail_fast_http()
-        MlflowClient(tracking_uri=tracking["uri"])  # builds (and caches) the store: imports, schema check
         self._child_run = ChildRun
-        self.tracking = tracking
         self.runs: dict = {}
 
     def ready(self) -> bool:
         return True
 
-    def open(self, trial_id: str, trial_name: str, params: dict, tags: dict, restored: list[dict]) -> None:
+    def open(self, tracking: dict, trial_id: str, trial_name: str, params: dict, tags: dict,
+             restored: list[dict]) -> None:
         old = self.runs.pop(trial_id, None)  # an earlier attempt of this trial that died without closing
         if old is not None:
             old.close(deadline_s=0)
-        child = self._child_run(self.tracking, trial_id, trial_name, params, tags=tags)
+        child = self._child_run(tracking, trial_id, trial_name, params, tags=tags)
         replay(child, restored)
         self.runs[trial_id] = child
 
@@ -109,13 +110,13 @@ class TrackingAgent:
         return sum(self.close(t, deadline_s) for t in list(self.runs))
 
 
-def start_agents(study: str, tracking: dict) -> list:
+def start_agents(study: str) -> list:
     """One agent per alive node, pinned there; returns their handles without waiting for them to start."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     actor = ray.remote(num_cpus=0, max_restarts=0)(TrackingAgent)
     return [actor.options(name=agent_name(study, n["NodeID"]), lifetime="non_detached",
                           scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-            .remote(tracking)
+            .remote()
             for n in ray.nodes() if n.get("Alive")]
 
 
@@ -141,13 +142,14 @@ def find_agent(study: str):
 class AgentLog:
     """A trial's side of its node's agent: reports go out without waiting; only the last one waits."""
 
-    def __init__(self, agent, trial_id: str, trial_name: str, params: dict, tags: dict, restored: list[dict]):
+    def __init__(self, agent, tracking: dict, trial_id: str, trial_name: str, params: dict, tags: dict,
+                 restored: list[dict]):
         self.agent, self.trial_id = agent, trial_id
         self._counts = {UNLOGGED_KEY: 0, HELD_KEY: 0}
         self._in_flight: list[tuple] = []  # (ref, values) of reports the agent has not answered yet
         self._sent = 0  # metric values handed to the agent
         self._closed = False
-        agent.open.remote(trial_id, trial_name, params, tags, restored)
+        agent.open.remote(tracking, trial_id, trial_name, params, tags, restored)
 
     def log_metrics(self, metrics: dict, step: int) -> None:
         values = sum(isinstance(v, (int, float)) for v in metrics.values())
@@ -245,5 +247,6 @@ def open_trial_log(study: dict, trial_id: str, trial_name: str, params: dict, ta
     `mlflow_writer` on the child run says which)."""
     agent = find_agent(study.get("name", ""))
     if agent is not None:
-        return AgentLog(agent, trial_id, trial_name, params, {**tags, WRITER_TAG: "node agent"}, restored)
+        return AgentLog(agent, study["tracking"], trial_id, trial_name, params, {**tags, WRITER_TAG: "node agent"},
+                        restored)
     return TrialLog(study["tracking"], trial_id, trial_name, params, {**tags, WRITER_TAG: "trial"}, restored)

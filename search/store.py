@@ -1,0 +1,37 @@
+"""Where a study's tracking goes, decided without importing MLflow (search/tracking.py imports it: about 2 s that
+the driver spends in the background while Ray starts, not before)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """--mlflow-uri, else MLFLOW_TRACKING_URI, else MLflow's local SQLite store in the working directory."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())  # workers run in other folders
+    return uri
+
+
+def is_local_store(uri: str) -> bool:
+    return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
+
+
+def import_tracking_in_background(uri: str) -> threading.Thread:
+    """Import MLflow's client and, for a database URI, its SQLAlchemy store (SQLAlchemy, alembic) in a thread while
+    Ray starts. Only the imports: the store itself, and a new database file, wait until the study's input has been
+    checked. Join the thread before importing search.tracking, so that the two imports do not contend."""
+    def load():
+        try:
+            import mlflow.tracking  # noqa: F401
+            if "://" in uri and uri.split("://")[0] not in ("http", "https"):
+                import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        except Exception:  # the foreground import will raise it again, where it can be reported
+            pass
+
+    thread = threading.Thread(target=load, daemon=True, name="mlflow-import")
+    thread.start()
+    return thread
