@@ -330,7 +330,7 @@ def _join(ray, address: str, env: dict, attempts: int = 3) -> None:
 def _client_env_vars() -> dict:
     """With ray:// the Tuner runs in an actor on the head (ray/tune/tuner.py), which sees the job's runtime_env, not
     this process's environment: the variables this driver sets for Tune and for MLflow go there too."""
-    from trainables.child_run import HTTP_DEFAULTS
+    from trainables.trial_log import HTTP_DEFAULTS
     wanted = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0", "RAY_DEDUP_LOGS": "0",
               **HTTP_DEFAULTS}
     return {k: os.environ.get(k, v) for k, v in wanted.items()}
@@ -380,18 +380,20 @@ def _param_space(plan: Plan, tracking_info: dict | None) -> dict:
 
 
 def run_study(args, plan: Plan, out=print) -> int:
-    from search.store import import_tracking_in_background
-    importing = import_tracking_in_background(plan.tracking_uri) if plan.tracking_uri else None
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
     from search.client import RELAY_PREFIX, DriverRelay, RelayListener, TuneEnvironment, is_client
     from search.searchers import make_optuna_search
+    from search.store import import_tracking_in_background
 
     study_dir = Path(plan.study_dir)
     local = "://" not in plan.study_dir
     if local:
         study_dir.mkdir(parents=True, exist_ok=True)
+    # While Ray starts, and only then: this thread must be the only one importing MLflow (or SQLAlchemy), since two
+    # threads importing the same package can each see the other's half-initialised modules.
+    importing = import_tracking_in_background(plan.tracking_uri) if plan.tracking_uri else None
     ray = _init_ray(args)
     from trainables.trial_log import drain_agents, start_agents
     tracking, agents, status = None, [], "FAILED"
@@ -488,11 +490,11 @@ def run_study(args, plan: Plan, out=print) -> int:
         else:
             results = tuner.fit()
         out(f"study finished in {time.time() - t0:.0f}s; at most {progress.peak_concurrent} trials ran at once")
-        drain_agents(agents)  # the last batches of stopped trials, before settle looks for what MLflow lacks
+        closed = drain_agents(agents)  # what the writers hold, before settle looks for what MLflow lacks
         from search.report import summarize
         summarize(plan, results, tracking, args, out=out)
         if tracking:  # statuses kept during a server outage, metrics the workers could not send
-            tracking.settle(plan.study_dir, out=out)
+            tracking.settle(plan.study_dir, out=out, closed=closed)
         status = "FINISHED"
         return 0
     except KeyboardInterrupt:

@@ -27,16 +27,14 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from trainables.trial_log import HTTP_DEFAULTS
+
 TRIAL_TAG = "ray.trial_id"
 MAX_PENDING = 10_000
 FLUSH_INTERVAL_S = float(os.environ.get("AIKD_MLFLOW_FLUSH_S", "10"))
 # MLflow's REST client retries a refused connection inside every call for ~4 minutes (7 retries, backoff factor
 # 2): that would stall training (worker) or Tune's event loop (driver) for a whole outage. Our callers retry with
 # their own backoff and keep what they could not send, so each call fails fast instead. Values set by the user win.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-                 # with a server URI, set_terminated otherwise fetches the run once more and prints two "View run"
-                 # lines per trial into the study's progress output (run.py prints the parent's URL once)
-                 "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 
 def fail_fast_http() -> None:
