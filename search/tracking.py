@@ -164,20 +164,27 @@ class StudyTracking:
         _retry(lambda: self.client.set_terminated(run_id, status="KILLED"))
         _retry(lambda: self.client.delete_run(run_id))
 
-    def settle(self, study_dir, out=print) -> dict:
+    def settle(self, study_dir, out=print, closed: dict | None = None) -> dict:
         """After the trials: send kept status updates, fill in metrics workers could not send (from each trial's
-        result.json, the driver's copy of every report), and say what MLflow still lacks."""
+        result.json, the driver's copy of every report), and say what MLflow still lacks.
+
+        `closed` ({trial id: values missed}, from `drain_agents`) is exact for the trials a live writer closed; for
+        the others the counts in the trial's last report say whether to look."""
         self.flush_deferred(deadline_s=60)
         filled, lacking, caught_up = {}, {}, {}
+        closed = closed or {}
         study_dir = Path(study_dir)
         if study_dir.is_dir():
             for d in sorted(study_dir.glob("trial_*")):
                 results = read_results(d / "result.json")
                 last = results[-1] if results else {}
-                unlogged, held = int(last.get(UNLOGGED_KEY, 0)), int(last.get(HELD_KEY, 0))
+                trial_id = last.get("trial_id") or d.name[len("trial_"):]
+                if trial_id in closed:
+                    unlogged, held = int(closed[trial_id]), 0
+                else:
+                    unlogged, held = int(last.get(UNLOGGED_KEY, 0)), int(last.get(HELD_KEY, 0))
                 if not unlogged and not held:
                     continue
-                trial_id = last.get("trial_id") or d.name[len("trial_"):]
                 try:
                     n = self._backfill(trial_id, results)
                 except Exception:

@@ -16,7 +16,7 @@ import torch
 
 from aikd.config import TrainConfig
 from aikd.train import NonFiniteLossError, Trainer
-from trainables.trial_log import HELD_KEY, UNLOGGED_KEY, open_trial_log
+from trainables.trial_log import open_trial_log
 
 STATE_FILE = "state.pt"
 FAILURE_KEY = "failure"
@@ -124,8 +124,7 @@ def _train_and_report(trainers, cfgs, seeds, study, log) -> None:
             if log is not None:
                 log.log_metrics(metrics, step=int(metrics["epoch"]))
                 if trainers[0].done:  # before the last report: a scheduler may stop the trial right after it
-                    missed = log.finish(cfgs[0].to_dict(), metrics, trainers[0].artifacts())
-                    metrics.update({UNLOGGED_KEY: missed, HELD_KEY: 0})
+                    metrics.update(log.finish(cfgs[0].to_dict(), metrics, trainers[0].artifacts()))
                 else:
                     metrics.update(log.counts())
             with tempfile.TemporaryDirectory() as d:
@@ -136,5 +135,5 @@ def _train_and_report(trainers, cfgs, seeds, study, log) -> None:
         # the study's metric as NaN: Tune requires the key in every result; searcher and ASHA skip the value
         failure = {"epoch": epoch, FAILURE_KEY: "non-finite loss", study.get("metric") or "val_error": float("nan")}
         if log is not None:
-            failure[UNLOGGED_KEY] = log.fail({"failure": "non-finite loss", "error": str(e)[:500]})
+            failure.update(log.fail({"failure": "non-finite loss", "error": str(e)[:500]}))
         ray.tune.report(failure)

@@ -14,6 +14,7 @@ worker or agent never sent.
 from __future__ import annotations
 
 import math
+import queue
 import tempfile
 import threading
 from concurrent.futures import Future
@@ -25,7 +26,13 @@ UNLOGGED_KEY = "mlflow_unlogged"  # reported, never logged to MLflow: values MLf
 HELD_KEY = "mlflow_held"  # reported, never logged: metric values not yet known to be in MLflow
 AGENT_PREFIX = "aikd-mlflow-agent-"
 WRITER_TAG = "mlflow_writer"
+# MLflow's HTTP client settings (here, not in child_run: the driver reads them before it may import MLflow)
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+                 # with a server URI, set_terminated otherwise fetches the run once more and prints two "View run"
+                 # lines per trial into the study's progress output (run.py prints the parent's URL once)
+                 "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 FINISH_DEADLINE_S = 60.0  # a trial's last request retries this long through a server outage
+OPEN_WAIT_S = 120.0  # a trial's last report waits at most this long for its agent to open its run
 
 
 def agent_name(study: str, node_id: str) -> str:
@@ -64,9 +71,22 @@ def fail_child(child, tags: dict) -> int:
 
 # ---- one writer per node -----------------------------------------------------------------------------------------
 
+class _AgentTrial:
+    """One trial's run on its agent. `sent` (calls) and `handed` (writer thread) have one writer each, so that their
+    difference, the values still queued, needs no lock."""
+
+    def __init__(self):
+        self.child = None
+        self.opened = threading.Event()
+        self.sent = 0
+        self.handed = 0
+
+
 class TrackingAgent:
-    """Ray actor (one per node, see `start_agents`): the child runs of the trials on its node. Calls from one trial
-    arrive in the order the trial made them (one caller, one actor)."""
+    """Ray actor (one per node, see `start_agents`): the child runs of the trials on its node. Calls only queue work
+    for one writer thread, in the order they arrive (a trial's calls arrive in the order it made them), so a trial
+    never waits for MLflow; its last report waits only until its run exists, because the driver sets the run's
+    final status as soon as the trial ends."""
 
     def __init__(self):
         # Imports only: the store (and a new database file) waits for the first trial, after the input checks.
@@ -76,38 +96,93 @@ class TrackingAgent:
         from trainables.child_run import ChildRun, fail_fast_http
         fail_fast_http()
         self._child_run = ChildRun
-        self.runs: dict = {}
+        self.trials: dict[str, _AgentTrial] = {}
+        self.missed: dict[str, int] = {}  # trial id -> values MLflow never took, for each run this agent closed
+        self._jobs = queue.SimpleQueue()
+        threading.Thread(target=self._write, daemon=True, name="mlflow-writer").start()
+
+    def _write(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job()
+            except Exception as e:  # keep writing for the other trials; the driver fills in from result.json
+                print(f"MLflow writer: {type(e).__name__}: {e}", flush=True)
+
+    def _counts(self, trial: _AgentTrial) -> dict:
+        child = trial.child
+        return {UNLOGGED_KEY: child.unlogged if child else 0,
+                HELD_KEY: (child.held if child else 0) + trial.sent - trial.handed}
 
     def ready(self) -> bool:
         return True
 
     def open(self, tracking: dict, trial_id: str, trial_name: str, params: dict, tags: dict,
              restored: list[dict]) -> None:
-        old = self.runs.pop(trial_id, None)  # an earlier attempt of this trial that died without closing
-        if old is not None:
-            old.close(deadline_s=0)
-        child = self._child_run(tracking, trial_id, trial_name, params, tags=tags)
-        replay(child, restored)
-        self.runs[trial_id] = child
+        old = self.trials.get(trial_id)  # an earlier attempt of this trial that died without closing
+        trial = self.trials[trial_id] = _AgentTrial()
+
+        def job():
+            try:
+                if old is not None and old.child is not None:
+                    old.child.close(deadline_s=0)
+                trial.child = self._child_run(tracking, trial_id, trial_name, params, tags=tags)
+                replay(trial.child, restored)
+            finally:
+                trial.opened.set()
+        self._jobs.put(job)
 
     def log_metrics(self, trial_id: str, metrics: dict, step: int) -> dict:
-        child = self.runs[trial_id]
-        child.log_metrics(metrics, step)
-        return {UNLOGGED_KEY: child.unlogged, HELD_KEY: child.held}
+        trial = self.trials[trial_id]
+        values = sum(isinstance(v, (int, float)) for v in metrics.values())
+        trial.sent += values
 
-    def finish(self, trial_id: str, config: dict, final: dict, reliability: dict) -> int:
-        return finish_child(self.runs.pop(trial_id), config, final, reliability)
+        def job():
+            if trial.child is not None:
+                trial.child.log_metrics(metrics, step)
+            trial.handed += values
+        self._jobs.put(job)
+        return self._counts(trial)
 
-    def fail(self, trial_id: str, tags: dict) -> int:
-        return fail_child(self.runs.pop(trial_id), tags)
+    def _end(self, trial_id: str, end, *args) -> dict:
+        """Queue the trial's last request (`end(child, *args)` returns the values missed). The driver sets the run's
+        final status as soon as the trial ends, so the run must exist in MLflow first: if the server kept it from
+        opening (an outage), wait here for the last request, which retries, as the trial used to."""
+        trial = self.trials.pop(trial_id, None)
+        if trial is None:
+            return {UNLOGGED_KEY: 0, HELD_KEY: 0}
+        trial.opened.wait(timeout=OPEN_WAIT_S)
+        done = threading.Event()
 
-    def close(self, trial_id: str, deadline_s: float = 1.0) -> int:
-        child = self.runs.pop(trial_id, None)
-        return child.close(deadline_s=deadline_s) if child is not None else 0
+        def job():
+            try:
+                self.missed[trial_id] = end(trial.child, *args) if trial.child is not None else trial.sent
+            finally:
+                done.set()
+        self._jobs.put(job)
+        if trial.child is not None and trial.child.run_id is not None:
+            return self._counts(trial)
+        done.wait(timeout=FINISH_DEADLINE_S + 30)
+        return {UNLOGGED_KEY: self.missed.get(trial_id, trial.sent), HELD_KEY: 0}
 
-    def drain(self, deadline_s: float) -> int:
-        """At the end of the study: close what stopped trials left open; returns the count missed."""
-        return sum(self.close(t, deadline_s) for t in list(self.runs))
+    def finish(self, trial_id: str, config: dict, final: dict, reliability: dict) -> dict:
+        return self._end(trial_id, finish_child, config, final, reliability)
+
+    def fail(self, trial_id: str, tags: dict) -> dict:
+        return self._end(trial_id, fail_child, tags)
+
+    def close(self, trial_id: str, deadline_s: float = 1.0) -> dict:
+        return self._end(trial_id, lambda child: child.close(deadline_s=deadline_s))
+
+    def drain(self, deadline_s: float) -> dict:
+        """At the end of the study: close what stopped trials left open, wait for the writer; returns, per trial
+        this agent closed, the values MLflow never took."""
+        for trial_id in list(self.trials):
+            self.close(trial_id, deadline_s)
+        done = threading.Event()
+        self._jobs.put(done.set)
+        done.wait(timeout=deadline_s + 20)
+        return dict(self.missed)
 
 
 def start_agents(study: str) -> list:
@@ -120,12 +195,14 @@ def start_agents(study: str) -> list:
             for n in ray.nodes() if n.get("Alive")]
 
 
-def drain_agents(agents: list, deadline_s: float = 60.0) -> int:
-    """Close the runs the agents still hold (pruned trials' last batches); agents that died count nothing."""
-    missed = 0
+def drain_agents(agents: list, deadline_s: float = 60.0) -> dict:
+    """Let the agents write what they hold and close the runs stopped trials left open; returns {trial id: values
+    MLflow never took} for the trials they closed (an agent that died reports nothing: the driver's fallback is the
+    trials' result.json)."""
+    missed = {}
     for ref in [a.drain.remote(deadline_s) for a in agents]:
         try:
-            missed += ray.get(ref, timeout=deadline_s + 30)
+            missed.update(ray.get(ref, timeout=deadline_s + 40))
         except Exception:
             pass
     return missed
@@ -168,17 +245,18 @@ class AgentLog:
         return {UNLOGGED_KEY: self._counts[UNLOGGED_KEY],
                 HELD_KEY: self._counts[HELD_KEY] + sum(v for _, v in self._in_flight)}
 
-    def _wait(self, ref) -> int:
+    def _wait(self, ref) -> dict:
         self._closed = True
         try:
             return ray.get(ref)
         except Exception:  # the agent died: the driver fills in the metrics from the trial's results
-            return self._sent
+            return {UNLOGGED_KEY: self._sent, HELD_KEY: 0}
 
-    def finish(self, config: dict, final: dict, reliability: dict) -> int:
+    def finish(self, config: dict, final: dict, reliability: dict) -> dict:
+        """Returns the counts for the last report (the agent's writing goes on after it)."""
         return self._wait(self.agent.finish.remote(self.trial_id, config, final, reliability))
 
-    def fail(self, tags: dict) -> int:
+    def fail(self, tags: dict) -> dict:
         return self._wait(self.agent.fail.remote(self.trial_id, tags))
 
     def close(self, deadline_s: float = 1.0) -> None:
@@ -231,11 +309,11 @@ class TrialLog:
             return {UNLOGGED_KEY: 0, HELD_KEY: sum(len(m) for m, _ in self._early)}
         return {UNLOGGED_KEY: self.child.unlogged, HELD_KEY: self.child.held}
 
-    def finish(self, config: dict, final: dict, reliability: dict) -> int:
-        return finish_child(self._ready(wait=True), config, final, reliability)
+    def finish(self, config: dict, final: dict, reliability: dict) -> dict:
+        return {UNLOGGED_KEY: finish_child(self._ready(wait=True), config, final, reliability), HELD_KEY: 0}
 
-    def fail(self, tags: dict) -> int:
-        return fail_child(self._ready(wait=True), tags)
+    def fail(self, tags: dict) -> dict:
+        return {UNLOGGED_KEY: fail_child(self._ready(wait=True), tags), HELD_KEY: 0}
 
     def close(self, deadline_s: float = 1.0) -> None:
         """Send everything held (a second call sends nothing)."""

@@ -401,6 +401,31 @@ def test_settle_fills_in_what_a_worker_could_not_send(tmp_path, monkeypatch):
     assert any(s.startswith("MLflow: still missing") and "t1 (1)" in s for s in said)
 
 
+def test_settle_trusts_the_writers_count_over_the_last_report(tmp_path, monkeypatch):
+    """A trial's last report cannot know what its node's writer did after it; the count the writer returns when the
+    driver drains it decides, per trial, whether to fill in from result.json."""
+    for k in HTTP_DEFAULTS:
+        monkeypatch.setenv(k, os.environ.get(k, HTTP_DEFAULTS[k]))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking = StudyTracking(uri, "drained")
+    tracking.start_parent({}, {})
+    c = MlflowClient(tracking_uri=uri)
+    runs = {}
+    for tid in ("missed", "written"):
+        runs[tid] = c.create_run(tracking.experiment_id, tags={"mlflow.parentRunId": tracking.parent_run_id,
+                                                               "ray.trial_id": tid}).info.run_id
+        c.log_metric(runs[tid], "epoch", 1.0, step=1)
+        lines = [{"epoch": e, "val_error": 40.0 - e, "trial_id": tid, "timestamp": e, "mlflow_unlogged": 0,
+                  "mlflow_held": 4} for e in (1.0, 2.0)]  # the last report: still held by the writer
+        (tmp_path / "drained" / f"trial_{tid}").mkdir(parents=True)
+        (tmp_path / "drained" / f"trial_{tid}" / "result.json").write_text(
+            "\n".join(json.dumps(x) for x in lines) + "\n")
+    summary = tracking.settle(tmp_path / "drained", out=lambda s: None, closed={"missed": 2, "written": 0})
+    assert summary["filled"] == {"missed": 2} and not summary["lacking"] and not summary["caught_up"]
+    assert _steps(c, runs["missed"], "val_error") == [2]
+    assert _steps(c, runs["written"], "epoch") == [1]  # the writer said it wrote everything: nothing looked up
+
+
 # ---- security -----------------------------------------------------------------------------------------------------
 
 PROBE_RAY = r"""

@@ -98,9 +98,9 @@ def test_trial_log_without_an_agent_opens_in_the_background_and_finishes(tmp_pat
     counts = log.counts()
     assert counts[UNLOGGED_KEY] == 0 and counts[HELD_KEY] >= 0
     bins = {"edges": [0.0, 0.5, 1.0], "accuracy": [0.2, 0.9], "confidence": [0.3, 0.8], "count": [3, 7]}
-    missed = log.finish({"optim.lr": 0.1}, {"test_ece": 1.5, "test_ece_ts": 1.2, "bad": float("nan")},
+    counts = log.finish({"optim.lr": 0.1}, {"test_ece": 1.5, "test_ece_ts": 1.2, "bad": float("nan")},
                         {"reliability_val": bins, "reliability_test": bins})
-    assert missed == 0
+    assert counts == {UNLOGGED_KEY: 0, HELD_KEY: 0}  # written before it returned
     run = c.search_runs([tracking["experiment_id"]], filter_string="tags.`ray.trial_id` = 't4'")[0]
     assert run.data.tags["mlflow.parentRunId"] == tracking["parent_run_id"]
     for k in KEYS:
@@ -109,3 +109,32 @@ def test_trial_log_without_an_agent_opens_in_the_background_and_finishes(tmp_pat
                                                                          c.list_artifacts(run.info.run_id)}
     log.close()  # the trial's `finally`: nothing left to send, nothing sent twice
     assert _steps(c, run.info.run_id, "epoch") == [1, 2, 3, 4]
+
+
+def test_node_agent_queues_for_its_writer_and_drains_exactly(tmp_path):
+    """The per-node writer (here in this process, as Ray would host it in an actor): calls return at once with what
+    is still held; at the end `drain` closes what stopped trials left open and says, per trial, what MLflow missed."""
+    from trainables.trial_log import HELD_KEY, UNLOGGED_KEY, TrackingAgent
+
+    c, tracking = _setup(tmp_path)
+    agent = TrackingAgent()
+    agent.open(tracking, "done", "trial_done", {"optim.lr": 0.1}, {"study": "s"}, [_report(1)])
+    agent.open(tracking, "pruned", "trial_pruned", {"optim.lr": 0.2}, {"study": "s"}, [])
+    for e in (2, 3):
+        counts = agent.log_metrics("done", _report(e), step=e)
+        assert counts[UNLOGGED_KEY] == 0 and counts[HELD_KEY] > 0  # batched by time, or still queued
+    agent.log_metrics("pruned", _report(1), step=1)
+    agent.close("pruned", 1.0)  # a stopped trial does not wait
+    bins = {"edges": [0.0, 0.5, 1.0], "accuracy": [0.2, 0.9], "confidence": [0.3, 0.8], "count": [3, 7]}
+    last = agent.finish("done", {"optim.lr": 0.1}, {"test_ece": 1.5},
+                        {"reliability_val": bins, "reliability_test": bins})
+    assert last[HELD_KEY] > 0  # the last report does not wait for the writing
+    assert agent.drain(deadline_s=30) == {"done": 0, "pruned": 0}
+    runs = {r.data.tags["ray.trial_id"]: r for r in c.search_runs([tracking["experiment_id"]])
+            if r.info.run_id != tracking["parent_run_id"]}
+    assert set(runs) == {"done", "pruned"}
+    for k in KEYS:
+        assert _steps(c, runs["done"].info.run_id, k) == [1, 2, 3]
+        assert _steps(c, runs["pruned"].info.run_id, k) == [1]
+    assert {"config.json", "final_metrics.json", "reliability.png"} <= {
+        a.path for a in c.list_artifacts(runs["done"].info.run_id)}
