@@ -74,6 +74,9 @@ def main(argv=None) -> None:
     fit = {k: statistics.median(f for _, f in v) for k, v in times.items()}
     print(f"median wall: with {med[True]:.1f}s, without {med[False]:.1f}s; median tuner.fit: with {fit[True]:.0f}s, "
           f"without {fit[False]:.0f}s ({args.num_samples} trials x {args.max_epochs} epochs, {args.rounds} rounds)")
+    # each round's pair runs back to back: its ratio is less exposed to the machine's slow drift than the medians
+    paired = [a[0] / b[0] for a, b in zip(times[True], times[False])]
+    print(f"per-round ratios: {' '.join(f'{r:.2f}' for r in paired)}; median {statistics.median(paired):.2f}")
     print(f"tracking_overhead ratio={med[True] / med[False]:.2f}")
 
 
