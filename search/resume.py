@@ -36,6 +36,7 @@ def args_from_study(args):
     meta = json.loads(meta_path.read_text())
     stored = parse_args([a for a in meta["argv"][1:] if a != "--resume"])
     stored.resume, stored.name, stored.storage = True, args.name, args.storage
+    stored.argv = meta["argv"]  # what study.json keeps: a second --resume reads the original command again
     return stored
 
 
@@ -50,6 +51,47 @@ def snapshot_trials(study_dir: Path) -> dict[str, str]:
         t = json.loads(trial_json)
         out[t["trial_id"]] = t.get("status", "")
     return out
+
+
+def drop_gone_checkpoints(study_dir: Path, finished: set[str]) -> list[str]:
+    """Take out of Ray's newest snapshot the trials the journal saw finish whose checkpoint there is gone; returns
+    their ids.
+
+    Ray's checkpoint manager deletes a trial's older checkpoints (`num_to_keep`) as newer ones come, and the next
+    snapshot may never record the newer ones before a SIGKILL: Ray then fails to restore the trial ("does not exist
+    on storage anymore") until the trial errors out. Taken out of the snapshot, such a trial is one Ray forgot: its
+    folder is kept and its logs rebuilt from its newest checkpoint, like any trial that finished after the snapshot.
+    """
+    import functools
+    import os
+
+    from ray.tune.utils.serialization import TuneFunctionDecoder
+    states = sorted(Path(study_dir).glob("experiment_state-*.json"))
+    if not states or not finished:
+        return []
+    path = states[-1]
+    data = json.loads(path.read_text())
+    # the study's own snapshot, which Ray's restore unpickles the same way
+    decoder = functools.partial(TuneFunctionDecoder, allow_cloudpickle=True)
+    kept, dropped = [], []
+    for entry in data.get("trial_data", []):
+        trial = json.loads(entry[0])
+        if trial["trial_id"] in finished and trial.get("status") not in ("TERMINATED", "ERROR"):
+            try:
+                latest = json.loads(entry[1], cls=decoder)["checkpoint_manager"].latest_checkpoint_result
+                gone = latest is not None and not Path(latest.checkpoint.path).exists()
+            except Exception:  # another Ray version's layout: leave the trial to Ray
+                gone = False
+            if gone:
+                dropped.append(trial["trial_id"])
+                continue
+        kept.append(entry)
+    if dropped:
+        data["trial_data"] = kept
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    return dropped
 
 
 def journal_trials(study_dir: Path, study_name: str) -> list:
@@ -102,11 +144,17 @@ def reconcile(study_dir: Path, study_name: str, tracking=None, out=print, space=
     """Set aside what trials that Ray forgot left behind (see the module doc); returns what was done."""
     from search.searchers import RAY_TRIAL_ATTR
     study_dir = Path(study_dir)
+    journal = [t for t in journal_trials(study_dir, study_name) if t.user_attrs.get(RAY_TRIAL_ATTR)]
+    dropped = drop_gone_checkpoints(study_dir, {t.user_attrs[RAY_TRIAL_ATTR] for t in journal
+                                                if t.state.is_finished()})
+    if dropped:
+        out(f"resume: {len(dropped)} finished trials whose snapshot checkpoint is gone are rebuilt from their newest "
+            f"checkpoint: {', '.join(dropped)}")
     known = set(snapshot_trials(study_dir))
     finished = {}  # ray trial id -> Optuna trial, for trials Ray forgot but the journal saw finish
-    for t in journal_trials(study_dir, study_name):
-        rid = t.user_attrs.get(RAY_TRIAL_ATTR)
-        if rid and rid not in known and t.state.is_finished():
+    for t in journal:
+        rid = t.user_attrs[RAY_TRIAL_ATTR]
+        if rid not in known and t.state.is_finished():
             finished[rid] = t
     rebuilt = {}
     if space is not None and finished:

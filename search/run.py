@@ -433,7 +433,7 @@ def run_study(args, plan: Plan, out=print) -> int:
                  "searcher": plan.searcher, "base": plan.base,
                  "seeds": plan.seeds, "epochs": plan.epochs, "tracking_uri": plan.tracking_uri,
                  "experiment": args.experiment, "parent_run_id": tracking and tracking.parent_run_id,
-                 "argv": sys.argv}, indent=1))
+                 "argv": getattr(args, "argv", None) or sys.argv}, indent=1))
         teachers = pretrain_teachers(plan.configs, plan.cpus, plan.gpus, log=out, check_here=not is_client())
         if teachers:
             out(f"phase-1 teachers ready: {len(teachers)}")
