@@ -32,9 +32,6 @@ from trainables.trial_log import HTTP_DEFAULTS
 TRIAL_TAG = "ray.trial_id"
 MAX_PENDING = 10_000
 FLUSH_INTERVAL_S = float(os.environ.get("AIKD_MLFLOW_FLUSH_S", "10"))
-# MLflow's REST client retries a refused connection inside every call for ~4 minutes (7 retries, backoff factor
-# 2): that would stall training (worker) or Tune's event loop (driver) for a whole outage. Our callers retry with
-# their own backoff and keep what they could not send, so each call fails fast instead. Values set by the user win.
 
 
 def fail_fast_http() -> None:

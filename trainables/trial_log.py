@@ -26,7 +26,10 @@ UNLOGGED_KEY = "mlflow_unlogged"  # reported, never logged to MLflow: values MLf
 HELD_KEY = "mlflow_held"  # reported, never logged: metric values not yet known to be in MLflow
 AGENT_PREFIX = "aikd-mlflow-agent-"
 WRITER_TAG = "mlflow_writer"
-# MLflow's HTTP client settings (here, not in child_run: the driver reads them before it may import MLflow)
+# MLflow's REST client retries a refused connection inside every call for ~4 minutes (7 retries, backoff factor
+# 2): that would stall training (worker) or Tune's event loop (driver) for a whole outage. Our callers retry with
+# their own backoff and keep what they could not send, so each call fails fast instead. Values set by the user win.
+# (They live here, not in child_run: the driver reads them before it may import MLflow.)
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
                  # with a server URI, set_terminated otherwise fetches the run once more and prints two "View run"
                  # lines per trial into the study's progress output (run.py prints the parent's URL once)
