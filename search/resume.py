@@ -113,7 +113,7 @@ def restore_trial_logs(trial_dir: Path, ot_trial, study_meta: dict, space) -> in
 
     from search.searchers import SpaceSuggester
     from trainables.kd import STATE_FILE, epoch_rows, read_results
-    from trainables.trial_log import HELD_KEY
+    from trainables.trial_log import HELD_KEY, metric_values
     checkpoints = sorted(trial_dir.glob("checkpoint_*"))
     if not checkpoints or not (checkpoints[-1] / STATE_FILE).exists():
         return 0
@@ -130,7 +130,7 @@ def restore_trial_logs(trial_dir: Path, ot_trial, study_meta: dict, space) -> in
     added, held = [], int(logged[-1].get(HELD_KEY, 0)) if logged else 0
     for row in epoch_rows(histories, start=have):
         # the trial's MLflow writer died with the driver, perhaps holding these epochs: settle() checks the child run
-        held += sum(isinstance(v, (int, float)) for v in row.values())
+        held += metric_values(row)
         added.append({**row, "trial_id": rid, "training_iteration": row["epoch"], HELD_KEY: held,
                       "rebuilt_from": checkpoints[-1].name})
     if added:

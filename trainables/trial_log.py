@@ -38,6 +38,11 @@ FINISH_DEADLINE_S = 60.0  # a trial's last request retries this long through a s
 OPEN_WAIT_S = 120.0  # a trial's last report waits at most this long for its agent to open its run
 
 
+def metric_values(metrics: dict) -> int:
+    """How many values of a report MLflow would take as metrics: what HELD_KEY and UNLOGGED_KEY count."""
+    return sum(isinstance(v, (int, float)) for v in metrics.values())
+
+
 def agent_name(study: str, node_id: str) -> str:
     return f"{AGENT_PREFIX}{study}-{node_id}"
 
@@ -117,9 +122,6 @@ class TrackingAgent:
         return {UNLOGGED_KEY: child.unlogged if child else 0,
                 HELD_KEY: (child.held if child else 0) + trial.sent - trial.handed}
 
-    def ready(self) -> bool:
-        return True
-
     def open(self, tracking: dict, trial_id: str, trial_name: str, params: dict, tags: dict,
              restored: list[dict]) -> None:
         old = self.trials.get(trial_id)  # an earlier attempt of this trial that died without closing
@@ -137,7 +139,7 @@ class TrackingAgent:
 
     def log_metrics(self, trial_id: str, metrics: dict, step: int) -> dict:
         trial = self.trials[trial_id]
-        values = sum(isinstance(v, (int, float)) for v in metrics.values())
+        values = metric_values(metrics)
         trial.sent += values
 
         def job():
@@ -232,7 +234,7 @@ class AgentLog:
         agent.open.remote(tracking, trial_id, trial_name, params, tags, restored)
 
     def log_metrics(self, metrics: dict, step: int) -> None:
-        values = sum(isinstance(v, (int, float)) for v in metrics.values())
+        values = metric_values(metrics)
         self._in_flight.append((self.agent.log_metrics.remote(self.trial_id, metrics, step), values))
         self._sent += values
 
