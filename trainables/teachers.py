@@ -35,16 +35,17 @@ def pretrain_teachers(flat_configs: list[dict], cpus: float, gpus: float, log=pr
     A teacher this process finds valid in the store gets no task: a task starts a worker that imports torch (seconds)
     only to find the same file. `check_here=False` where this process's disk is not the cluster's (Ray Client)."""
     needed = distinct_teacher_configs(flat_configs)
-    paths = [teacher_path(TrainConfig.from_dict(flat)) for flat in needed]
+    cfgs = [TrainConfig.from_dict(flat) for flat in needed]
+    paths = [teacher_path(cfg) for cfg in cfgs]
     todo = []
-    for flat, path in zip(needed, paths):
-        if check_here and teacher_is_cached(TrainConfig.from_dict(flat)):
+    for flat, cfg, path in zip(needed, cfgs, paths):
+        if check_here and teacher_is_cached(cfg):
             log(f"phase-1 teacher: reusing cached {path}")
         else:
-            todo.append(flat)
+            todo.append((flat, path))
     task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=2)(_train_teacher)
-    refs = [task.remote(flat) for flat in todo]
-    for flat, ref in zip(todo, refs):
+    refs = [task.remote(flat) for flat, _ in todo]
+    for (_, path), ref in zip(todo, refs):
         msgs = ray.get(ref)
-        log(msgs.splitlines()[0] if msgs else f"phase-1 teacher ready: {teacher_path(TrainConfig.from_dict(flat))}")
+        log(msgs.splitlines()[0] if msgs else f"phase-1 teacher ready: {path}")
     return [str(path) for path in paths]
