@@ -143,6 +143,7 @@ def restore_trial_logs(trial_dir: Path, ot_trial, study_meta: dict, space) -> in
 def reconcile(study_dir: Path, study_name: str, tracking=None, out=print, space=None) -> dict:
     """Set aside what trials that Ray forgot left behind (see the module doc); returns what was done."""
     from search.searchers import RAY_TRIAL_ATTR
+    from trainables.kd import read_results
     study_dir = Path(study_dir)
     journal = [t for t in journal_trials(study_dir, study_name) if t.user_attrs.get(RAY_TRIAL_ATTR)]
     dropped = drop_gone_checkpoints(study_dir, {t.user_attrs[RAY_TRIAL_ATTR] for t in journal
@@ -150,16 +151,17 @@ def reconcile(study_dir: Path, study_name: str, tracking=None, out=print, space=
     if dropped:
         out(f"resume: {len(dropped)} finished trials whose snapshot checkpoint is gone are rebuilt from their newest "
             f"checkpoint: {', '.join(dropped)}")
-    known = set(snapshot_trials(study_dir))
+    snapshot = snapshot_trials(study_dir)
+    known = set(snapshot)
     finished = {}  # ray trial id -> Optuna trial, for trials Ray forgot but the journal saw finish
     for t in journal:
         rid = t.user_attrs[RAY_TRIAL_ATTR]
         if rid not in known and t.state.is_finished():
             finished[rid] = t
     rebuilt = {}
+    meta_path = study_dir / "study.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     if space is not None and finished:
-        meta_path = study_dir / "study.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         for rid, t in finished.items():
             d = study_dir / f"{TRIAL_PREFIX}{rid}"
             if d.is_dir():
@@ -187,6 +189,12 @@ def reconcile(study_dir: Path, study_name: str, tracking=None, out=print, space=
                 status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(finished[rid].state.name, "FAILED")
                 tracking.set_trial_status(rid, run.info.run_name, status,
                                           {"pruned": "true"} if status == "KILLED" else None)
+                closed.append(rid)
+            elif snapshot.get(rid) == "TERMINATED" and run.info.status == "RUNNING":
+                # Ray saw it end, but the driver died before its writer set the status; Ray will not end it again
+                from search.tracking import final_status
+                last = (read_results(study_dir / f"{TRIAL_PREFIX}{rid}" / "result.json") or [{}])[-1]
+                tracking.set_trial_status(rid, run.info.run_name, *final_status(last, int(meta.get("epochs", 0))))
                 closed.append(rid)
     if moved or deleted or finished:
         out(f"resume: Ray's snapshot knows {len(known)} trials; {len(finished)} more finished after it (kept); "

@@ -395,14 +395,19 @@ def run_study(args, plan: Plan, out=print) -> int:
     # threads importing the same package can each see the other's half-initialised modules.
     importing = import_tracking_in_background(plan.tracking_uri) if plan.tracking_uri else None
     ray = _init_ray(args)
-    from trainables.trial_log import drain_agents, start_agents
+    from trainables.trial_log import announce_driver_node, drain_agents, start_agents
     tracking, agents, status = None, [], "FAILED"
     try:
-        # the per-node MLflow writers import MLflow while this driver checks the cluster and creates the parent run
-        agents = start_agents(plan.name) if plan.tracking_uri else []
+        if plan.tracking_uri:
+            # This driver writes the MLflow runs of the trials on its own node (with Ray Client it is on no node:
+            # every node gets an agent). The other nodes' agents import MLflow while this driver checks the cluster
+            # and creates the parent run.
+            driver_node = None if is_client() else announce_driver_node(plan.name)
+            agents = start_agents(plan.name, skip_node=driver_node)
         if importing is not None:
             importing.join()
         from search.tracking import ProgressCallback, StudyTracking, TrialStatusCallback
+        from search.trial_writer import drain_driver_writer, driver_writer
         from trainables.kd import run_trial
         from trainables.resources import trial_slots, with_trial_resources
         from trainables.teachers import pretrain_teachers
@@ -425,6 +430,7 @@ def run_study(args, plan: Plan, out=print) -> int:
                       **{f"base.{k}": v for k, v in plan.base.items()}}
             tracking.start_parent(params, {"space": plan.space.name, "study_dir": plan.study_dir})
             tracking_info = tracking.trial_info()
+            driver_writer(tracking)  # this tracker writes the trials' runs, also through Tune's restored callbacks
             out(f"MLflow: parent run {tracking.parent_run_id} in experiment {args.experiment!r} at "
                 f"{plan.tracking_uri}")
         if local:
@@ -490,7 +496,8 @@ def run_study(args, plan: Plan, out=print) -> int:
         else:
             results = tuner.fit()
         out(f"study finished in {time.time() - t0:.0f}s; at most {progress.peak_concurrent} trials ran at once")
-        closed = drain_agents(agents)  # what the writers hold, before settle looks for what MLflow lacks
+        # what the writers hold, before settle looks for what MLflow lacks
+        closed = {**drain_agents(agents), **drain_driver_writer(plan.name)}
         from search.report import summarize
         summarize(plan, results, tracking, args, out=out)
         if tracking:  # statuses kept during a server outage, metrics the workers could not send
@@ -502,9 +509,12 @@ def run_study(args, plan: Plan, out=print) -> int:
         out("interrupted: finished trials are kept; resume with --resume --name " + plan.name)
         return 130
     finally:
-        if agents and status != "FINISHED":  # interrupted or failed: keep the stopped trials' last batches too
+        if plan.tracking_uri and status != "FINISHED":  # interrupted or failed: keep the stopped trials' last batches
             try:
                 drain_agents(agents, deadline_s=2.0)
+                if tracking:  # (MLflow is imported by then)
+                    from search.trial_writer import drain_driver_writer
+                    drain_driver_writer(plan.name, deadline_s=2.0)
             except BaseException as e:
                 out(f"warning: could not drain the MLflow writers: {e!r}")
         if tracking:

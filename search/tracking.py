@@ -1,8 +1,8 @@
 """MLflow on the driver: the study's parent run, trial statuses, and nothing left RUNNING at the end.
 
-Children are created by the trials themselves (trainables/child_run.py) with the tag `mlflow.parentRunId`;
-the driver only sets their final status: FINISHED, KILLED with `pruned=true` for trials ASHA stopped, FAILED
-with the error for trials that failed.
+Children are created with the tag `mlflow.parentRunId` by whoever writes the trial's run (trainables/trial_log.py:
+the driver for the trials on its node, else the node's agent or the trial); the driver sets every child's final
+status: FINISHED, KILLED with `pruned=true` for trials ASHA stopped, FAILED with the error for trials that failed.
 
 The server may go down and come back during a study: a status update that fails is kept and sent again (while
 results arrive, and with backoff at the end), and `settle` fills in, from each trial's result.json, the per-epoch
@@ -253,8 +253,18 @@ def _error_text(trial) -> str:
     return lines[-1] if lines else "trial failed"
 
 
+def final_status(last: dict, max_epochs: int) -> tuple[str, dict | None]:
+    """A trial's final MLflow status and tags from its last report: FAILED, KILLED (pruned) or FINISHED."""
+    if last.get("failure"):
+        return "FAILED", {"error": last["failure"]}
+    if int(last.get("epoch", 0)) < max_epochs:  # epoch is a seed mean: 2.0
+        return "KILLED", {"pruned": "true", "epochs_run": int(last.get("epoch", 0))}
+    return "FINISHED", None
+
+
 class TrialStatusCallback(tune.Callback):
-    """Sets each child run's final status as Tune ends the trial.
+    """Hands the driver's writer (search/trial_writer.py) the reports of the trials on this node and each trial's
+    end, with the child run's final status: FINISHED, KILLED with `pruned=true`, or FAILED with the error.
 
     `relay` (search.client.DriverRelay): with Ray Client this runs in an actor on the head; the status updates the
     server did not take by the end are sent back to the driver's tracker, which reports them and retries on close."""
@@ -264,26 +274,30 @@ class TrialStatusCallback(tune.Callback):
     def __init__(self, tracking: StudyTracking, max_epochs: int, relay=None):
         self.tracking, self.max_epochs, self.relay = tracking, max_epochs, relay
 
+    def _writer(self):
+        from search.trial_writer import driver_writer
+        return driver_writer(self.tracking)
+
     def on_trial_complete(self, iteration, trials, trial, **info):
-        last = trial.last_result or {}
-        if last.get("failure"):
-            self.tracking.set_trial_status(trial.trial_id, str(trial), "FAILED", {"error": last["failure"]})
-        elif int(last.get("epoch", 0)) < self.max_epochs:
-            self.tracking.set_trial_status(trial.trial_id, str(trial), "KILLED",  # epoch is a seed mean: 2.0
-                                           {"pruned": "true", "epochs_run": int(last.get("epoch", 0))})
-        else:
-            self.tracking.set_trial_status(trial.trial_id, str(trial), "FINISHED")
+        status, tags = final_status(trial.last_result or {}, self.max_epochs)
+        self._writer().end(trial.trial_id, str(trial), status, tags)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.tracking.set_trial_status(trial.trial_id, str(trial), "FAILED", {"error": _error_text(trial)})
+        self._writer().end(trial.trial_id, str(trial), "FAILED", {"error": _error_text(trial)})
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.tracking.maybe_flush_deferred()  # the server may be back: send the statuses it missed
+        from search.trial_writer import is_driver_report
+        writer = self._writer()
+        if is_driver_report(result):
+            writer.report(trial.trial_id, str(trial), trial.config, result)
+        writer.maybe_flush_deferred()  # the server may be back: send the statuses it missed
 
     def on_experiment_end(self, trials, **info):
-        self.tracking.flush_deferred(deadline_s=120)
+        writer = self._writer()
+        writer.flush_deferred(deadline_s=120)
+        writer.wait(timeout=300)
         if self.relay is not None:
-            self.relay.send("deferred", list(self.tracking.deferred))
+            self.relay.send("deferred", list(writer.tracking.deferred))
 
 
 class ProgressCallback(tune.Callback):

@@ -37,6 +37,19 @@ def trial_train_config(config: dict) -> tuple[dict, list[int]]:
     return flat, seeds
 
 
+def seed_configs(config: dict) -> tuple[list[TrainConfig], list[int]]:
+    """The resolved TrainConfig of each of a trial's seeds, and the seeds."""
+    flat, seeds = trial_train_config(config)
+    return [TrainConfig.from_dict({**flat, "seed": s}).resolved() for s in seeds], seeds
+
+
+def run_params(cfg: TrainConfig, seeds: list[int]) -> dict:
+    """A trial's params in MLflow: its first seed's resolved config (debug switches left out) and its seeds."""
+    params = {k: v for k, v in cfg.to_dict().items() if not k.startswith("debug.")}
+    params["seeds"] = seeds
+    return params
+
+
 def aggregate(per_seed: list[dict]) -> dict:
     """Mean over seeds of every numeric metric; the sample std of the headline ones when K > 1."""
     out = {}
@@ -87,20 +100,15 @@ def load_checkpoint_states(checkpoint) -> list[dict] | None:
 
 def run_trial(config: dict) -> None:
     """Ray Tune function trainable (keep this module importable: Ray pickles it by reference)."""
-    flat, seeds = trial_train_config(config)
+    cfgs, seeds = seed_configs(config)
     study = config.get("_study", {})
     ctx = ray.tune.get_context()
     trial_id, trial_name = ctx.get_trial_id(), ctx.get_trial_name()
-    cfgs = []
-    for s in seeds:
-        c = TrainConfig.from_dict({**flat, "seed": s}).resolved()
-        cfgs.append(c)
     states = load_checkpoint_states(ray.tune.get_checkpoint())
     trainers = [Trainer(c, resume_state=states[i] if states else None) for i, c in enumerate(cfgs)]
     log = None
     if study.get("tracking"):
-        params = {k: v for k, v in cfgs[0].to_dict().items() if not k.startswith("debug.")}
-        params["seeds"] = seeds
+        params = run_params(cfgs[0], seeds)
         # epochs the checkpoint holds: a killed earlier attempt may have held some of them for its next batch
         restored = epoch_rows([t.history for t in trainers]) if states else []
         log = open_trial_log(study, trial_id, trial_name, params,

@@ -1,18 +1,25 @@
 """How a trial's reports reach its MLflow child run (trainables/child_run.py does the writing).
 
-A fresh trial worker that wrote to MLflow itself would first import MLflow, SQLAlchemy and matplotlib: about 3 s of
-CPU per worker, spent while the trials train and compete for the same cores. So the driver starts one
-`TrackingAgent` per node as soon as Ray is up, while it checks the cluster and creates the parent run (a core is
-mostly idle then); the agent imports all that once and writes for every trial on its node, through the tracking URI
-(nodes need network access to the server, not a shared disk). A trial sends its reports to its node's agent without
-waiting (`AgentLog`). On a node without an agent (one that joined after the study started) the trial writes itself,
-opening its run in a background thread (`TrialLog`). Both count, for the driver, what MLflow did not take
-(UNLOGGED_KEY) and what waits for a batch (HELD_KEY); the driver fills in from the trial's result.json what a dead
-worker or agent never sent.
+A fresh trial worker that wrote to MLflow itself would first import MLflow and SQLAlchemy: about 3 s of CPU per
+worker, spent while the trials train and compete for the same cores. So nothing in a trial writes to MLflow
+where something else can:
+
+- on the driver's node, the driver writes (search/trial_writer.py): it has MLflow loaded already and Tune hands it
+  every report, so the trial only adds what the driver cannot know to its reports (`DriverLog`): the epochs its
+  checkpoint restored, the reliability bins at the end, the tags of a failure;
+- on every other node, one `TrackingAgent` per node, started as soon as Ray is up, imports all that once and writes
+  for every trial on its node through the tracking URI (nodes need network access to the server, not a shared
+  disk); a trial sends its reports to it without waiting (`AgentLog`);
+- on a node without an agent (one that joined after the study started) the trial writes itself, opening its run in
+  a background thread (`TrialLog`).
+
+Each counts, for the driver, what MLflow did not take (UNLOGGED_KEY) and what is not known to be in it yet
+(HELD_KEY); the driver fills in from the trial's result.json what a dead worker, agent or driver never sent.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import queue
 import tempfile
@@ -25,7 +32,14 @@ import ray
 UNLOGGED_KEY = "mlflow_unlogged"  # reported, never logged to MLflow: values MLflow missed (server unreachable)
 HELD_KEY = "mlflow_held"  # reported, never logged: metric values not yet known to be in MLflow
 AGENT_PREFIX = "aikd-mlflow-agent-"
-WRITER_TAG = "mlflow_writer"
+WRITER_TAG = "mlflow_writer"  # on the child run: who wrote it ("driver", "node agent" or "trial")
+# In the reports of a trial the driver writes for (DriverLog); strings, so that no searcher or logger takes them for
+# metrics. OPEN_KEY comes with an attempt's first report, RELIABILITY_KEY with the last, TAGS_KEY with a failure.
+WRITER_KEY = WRITER_TAG
+OPEN_KEY = "mlflow_open"
+RELIABILITY_KEY = "mlflow_reliability"
+TAGS_KEY = "mlflow_tags"
+KV_NAMESPACE = "aikd"
 # MLflow's REST client retries a refused connection inside every call for ~4 minutes (7 retries, backoff factor
 # 2): that would stall training (worker) or Tune's event loop (driver) for a whole outage. Our callers retry with
 # their own backoff and keep what they could not send, so each call fails fast instead. Values set by the user win.
@@ -45,6 +59,32 @@ def metric_values(metrics: dict) -> int:
 
 def agent_name(study: str, node_id: str) -> str:
     return f"{AGENT_PREFIX}{study}-{node_id}"
+
+
+class JobThread:
+    """One daemon thread that runs queued calls in the order they came; a call that raises is printed and the next
+    one runs (a writer keeps writing for the other trials; the driver fills in from result.json)."""
+
+    def __init__(self, name: str):
+        self._jobs = queue.SimpleQueue()
+        threading.Thread(target=self._run, daemon=True, name=name).start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job()
+            except Exception as e:
+                print(f"MLflow writer: {type(e).__name__}: {e}", flush=True)
+
+    def put(self, job) -> None:
+        self._jobs.put(job)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until every call queued so far has run; False if that took longer than `timeout`."""
+        done = threading.Event()
+        self._jobs.put(done.set)
+        return done.wait(timeout=timeout)
 
 
 def log_trial_artifacts(child, config: dict, final: dict, reliability: dict) -> None:
@@ -100,22 +140,13 @@ class TrackingAgent:
         # Imports only: the store (and a new database file) waits for the first trial, after the input checks.
         import mlflow.tracking  # noqa: F401
 
-        import trainables.plots  # noqa: F401  (matplotlib, for the reliability diagrams)
+        import trainables.plots  # noqa: F401  (Pillow, for the reliability diagrams)
         from trainables.child_run import ChildRun, fail_fast_http
         fail_fast_http()
         self._child_run = ChildRun
         self.trials: dict[str, _AgentTrial] = {}
         self.missed: dict[str, int] = {}  # trial id -> values MLflow never took, for each run this agent closed
-        self._jobs = queue.SimpleQueue()
-        threading.Thread(target=self._write, daemon=True, name="mlflow-writer").start()
-
-    def _write(self) -> None:
-        while True:
-            job = self._jobs.get()
-            try:
-                job()
-            except Exception as e:  # keep writing for the other trials; the driver fills in from result.json
-                print(f"MLflow writer: {type(e).__name__}: {e}", flush=True)
+        self._jobs = JobThread("mlflow-writer")
 
     def _counts(self, trial: _AgentTrial) -> dict:
         child = trial.child
@@ -184,20 +215,19 @@ class TrackingAgent:
         this agent closed, the values MLflow never took."""
         for trial_id in list(self.trials):
             self.close(trial_id, deadline_s)
-        done = threading.Event()
-        self._jobs.put(done.set)
-        done.wait(timeout=deadline_s + 20)
+        self._jobs.wait(timeout=deadline_s + 20)
         return dict(self.missed)
 
 
-def start_agents(study: str) -> list:
-    """One agent per alive node, pinned there; returns their handles without waiting for them to start."""
+def start_agents(study: str, skip_node: str | None = None) -> list:
+    """One agent per alive node but `skip_node` (the driver's, which writes for its trials itself), pinned there;
+    returns their handles without waiting for them to start."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     actor = ray.remote(num_cpus=0, max_restarts=0)(TrackingAgent)
     return [actor.options(name=agent_name(study, n["NodeID"]), lifetime="non_detached",
                           scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
             .remote()
-            for n in ray.nodes() if n.get("Alive")]
+            for n in ray.nodes() if n.get("Alive") and n["NodeID"] != skip_node]
 
 
 def drain_agents(agents: list, deadline_s: float = 60.0) -> dict:
@@ -211,6 +241,29 @@ def drain_agents(agents: list, deadline_s: float = 60.0) -> dict:
         except Exception:
             pass
     return missed
+
+
+def _driver_key(study: str) -> str:
+    return f"driver-node-{study}"
+
+
+def announce_driver_node(study: str) -> str:
+    """Tell the study's trials which node the driver writes for (its own); returns that node's id. Kept in Ray's
+    key-value store, not in the trial config, so that a resumed study's driver (another node id) is found too."""
+    from ray.experimental.internal_kv import _internal_kv_put
+    node = ray.get_runtime_context().get_node_id()
+    _internal_kv_put(_driver_key(study), node, namespace=KV_NAMESPACE)
+    return node
+
+
+def driver_writes_here(study: str) -> bool:
+    """Is this trial on the node whose trials the study's driver writes for?"""
+    try:
+        from ray.experimental.internal_kv import _internal_kv_get
+        node = _internal_kv_get(_driver_key(study), namespace=KV_NAMESPACE)
+        return node is not None and node.decode() == ray.get_runtime_context().get_node_id()
+    except Exception:  # no Ray here, or another version's API: an agent or the trial writes
+        return False
 
 
 def find_agent(study: str):
@@ -270,6 +323,39 @@ class AgentLog:
             self.agent.close.remote(self.trial_id, deadline_s)
 
 
+# ---- the driver writes ------------------------------------------------------------------------------------------
+
+class DriverLog:
+    """A trial's side when the driver writes its child run: nothing to send but what the driver cannot know (see
+    the keys above). Every report says it may lack all its values (HELD_KEY counts them all): only the driver knows
+    what it wrote, and if it died before saying, `settle` of a resumed study must look."""
+
+    def __init__(self, tags: dict, restored: list[dict]):
+        self._opening = json.dumps({"tags": {k: str(v) for k, v in tags.items()}, "restored": restored})
+        self._held = sum(metric_values(r) for r in restored)
+
+    def _counts(self) -> dict:
+        counts = {WRITER_KEY: "driver", UNLOGGED_KEY: 0, HELD_KEY: self._held}
+        if self._opening is not None:
+            counts[OPEN_KEY], self._opening = self._opening, None
+        return counts
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        self._held += metric_values(metrics)
+
+    def counts(self) -> dict:
+        return self._counts()
+
+    def finish(self, config: dict, final: dict, reliability: dict) -> dict:
+        return {**self._counts(), RELIABILITY_KEY: json.dumps(reliability)}
+
+    def fail(self, tags: dict) -> dict:
+        return {**self._counts(), TAGS_KEY: json.dumps({k: str(v) for k, v in tags.items()})}
+
+    def close(self, deadline_s: float = 1.0) -> None:
+        pass
+
+
 # ---- the trial writes itself -------------------------------------------------------------------------------------
 
 class TrialLog:
@@ -289,7 +375,7 @@ class TrialLog:
         try:
             from trainables.child_run import ChildRun
             child = ChildRun(tracking, trial_id, trial_name, params, tags=tags)
-            import trainables.plots  # noqa: F401  (matplotlib, for the reliability diagram at the end)
+            import trainables.plots  # noqa: F401  (Pillow, for the reliability diagram at the end)
             self._opening.set_result(child)
         except BaseException as e:
             self._opening.set_exception(e)
@@ -326,8 +412,10 @@ class TrialLog:
 
 
 def open_trial_log(study: dict, trial_id: str, trial_name: str, params: dict, tags: dict, restored: list[dict]):
-    """The trial's log: through its node's agent where there is one, else written by the trial itself (the tag
-    `mlflow_writer` on the child run says which)."""
+    """The trial's log: written by the driver on the driver's node, through its node's agent where there is one,
+    else by the trial itself (the tag `mlflow_writer` on the child run says which)."""
+    if driver_writes_here(study.get("name", "")):
+        return DriverLog(tags, restored)
     agent = find_agent(study.get("name", ""))
     if agent is not None:
         return AgentLog(agent, study["tracking"], trial_id, trial_name, params, {**tags, WRITER_TAG: "node agent"},

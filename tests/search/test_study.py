@@ -58,7 +58,7 @@ def test_mlflow_parent_children_statuses_metrics_artifacts(study):
     assert len(kids) == SAMPLES
     assert len({k.data.tags["ray.trial_id"] for k in kids}) == SAMPLES
     assert all(k.info.status in ("FINISHED", "KILLED") for k in kids)
-    assert {k.data.tags["mlflow_writer"] for k in kids} == {"node agent"}  # the node's agent wrote for the trials
+    assert {k.data.tags["mlflow_writer"] for k in kids} == {"driver"}  # the driver wrote for the trials on its node
     killed = [k for k in kids if k.info.status == "KILLED"]
     assert killed and all(k.data.tags.get("pruned") == "true" for k in killed)
     # every epoch a trial ran is in its history, also for trials stopped while their metrics waited for a batch

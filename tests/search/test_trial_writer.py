@@ -1,0 +1,122 @@
+"""The driver's MLflow writer against a real SQLite tracking store, fed the reports that trials on the driver's node
+make (trainables.trial_log.DriverLog), as Tune would hand them to the driver."""
+
+import json
+import math
+import os
+
+from mlflow.tracking import MlflowClient
+
+from search.tracking import StudyTracking
+from search.trial_writer import DriverWriter, is_driver_report
+from trainables.trial_log import HELD_KEY, HTTP_DEFAULTS, UNLOGGED_KEY, DriverLog, metric_values
+
+CONFIG = {"_study": {"base": {"data.dataset": "digits", "model.name": "small_cnn", "optim.lr": 0.05},
+                     "seeds": [1, 2]}}
+BINS = {"edges": [0.0, 0.5, 1.0], "accuracy": [0.2, 0.9], "confidence": [0.3, 0.8], "count": [3, 7]}
+
+
+def _report(epoch):
+    return {"epoch": float(epoch), "val_error": 50.0 / epoch, "train_loss": 1.0 / epoch}
+
+
+def _steps(c, run_id, key):
+    return sorted(int(m.step) for m in c.get_metric_history(run_id, key))
+
+
+def _attempt(writer, trial_id, epochs, tags, restored=(), last=None):
+    """One attempt of a trial on the driver's node: its reports as Tune hands them over (metrics plus the log's
+    keys); returns the last one."""
+    log = DriverLog(tags, list(restored))
+    for e in epochs:
+        metrics = _report(e)
+        log.log_metrics(metrics, step=e)
+        extra = log.finish({}, metrics, {"reliability_val": BINS, "reliability_test": BINS}) \
+            if e == last else log.counts()
+        result = {**metrics, **extra, "training_iteration": e, "time_this_iter_s": 0.5}
+        assert is_driver_report(result)
+        writer.report(trial_id, f"trial_{trial_id}", CONFIG, result)
+    return result
+
+
+def test_driver_writes_its_nodes_trials_and_sets_their_statuses(tmp_path, monkeypatch):
+    for k in HTTP_DEFAULTS:
+        monkeypatch.setenv(k, os.environ.get(k, HTTP_DEFAULTS[k]))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking = StudyTracking(uri, "written-by-driver")
+    tracking.start_parent({}, {})
+    writer = DriverWriter(tracking)
+    tags = {"study": "written-by-driver", "resumed": False}
+
+    done = _attempt(writer, "done", [1, 2, 3], tags, last=3)
+    # every report says all its values may still be missing in MLflow: only the driver knows what it wrote
+    assert done[UNLOGGED_KEY] == 0 and done[HELD_KEY] == 3 * metric_values(_report(1))
+    writer.end("done", "trial_done", "FINISHED")
+    _attempt(writer, "pruned", [1], tags)
+    writer.end("pruned", "trial_pruned", "KILLED", {"pruned": "true"})
+    # a retried trial: the second attempt restarts from the checkpoint of epoch 2 and sends what it restored
+    _attempt(writer, "retried", [1, 2], tags)
+    _attempt(writer, "retried", [3], {**tags, "resumed": True}, restored=[_report(1), _report(2)], last=3)
+    writer.end("retried", "trial_retried", "FINISHED")
+    log = DriverLog(tags, [])
+    failure = {"epoch": 1.0, "failure": "non-finite loss", "val_error": math.nan,
+               **log.fail({"failure": "non-finite loss", "error": "loss is nan at step 3"})}
+    writer.report("failed", "trial_failed", CONFIG, failure)
+    writer.end("failed", "trial_failed", "FAILED", {"error": "non-finite loss"})
+    writer.end("forgotten", "trial_forgotten", "FAILED", {"error": "worker died"})  # never reported
+
+    assert writer.drain(deadline_s=30) == {"done": 0, "pruned": 0, "retried": 0, "failed": 0}
+    c = MlflowClient(tracking_uri=uri)
+    kids = {r.data.tags["ray.trial_id"]: r for r in tracking.children()}
+    assert sorted(kids) == ["done", "failed", "forgotten", "pruned", "retried"]  # one run per trial
+    assert {t: k.info.status for t, k in kids.items()} == {
+        "done": "FINISHED", "pruned": "KILLED", "retried": "FINISHED", "failed": "FAILED", "forgotten": "FAILED"}
+    for t in ("done", "pruned", "retried", "failed"):
+        assert kids[t].data.tags["mlflow_writer"] == "driver" and kids[t].data.tags["study"] == "written-by-driver"
+        assert kids[t].data.params["data.dataset"] == "digits" and kids[t].data.params["seeds"] == "[1, 2]"
+    for t, epochs in (("done", [1, 2, 3]), ("pruned", [1]), ("retried", [1, 2, 3]), ("failed", [])):
+        for key in ("epoch", "val_error", "train_loss"):  # exactly one value per epoch; nothing of Tune's own
+            assert _steps(c, kids[t].info.run_id, key) == epochs, (t, key)
+        assert "training_iteration" not in kids[t].data.metrics and HELD_KEY not in kids[t].data.metrics
+    assert kids["retried"].data.tags["resumed"] == "True" and kids["done"].data.tags["resumed"] == "False"
+    assert kids["pruned"].data.tags["pruned"] == "true"
+    assert kids["failed"].data.tags["failure"] == "non-finite loss"
+    assert kids["failed"].data.tags["error"] == "non-finite loss"  # the final status's tags come last
+    for t in ("done", "retried"):
+        assert {"config.json", "final_metrics.json", "reliability.png"} <= {
+            a.path for a in c.list_artifacts(kids[t].info.run_id)}
+    config = json.loads(open(c.download_artifacts(kids["done"].info.run_id, "config.json",
+                                                  str(tmp_path))).read())
+    assert config["optim.lr"] == 0.05 and config["seed"] == 1  # the first seed's resolved config
+    assert not c.list_artifacts(kids["pruned"].info.run_id)
+
+
+def test_resume_sets_the_status_a_killed_driver_did_not(tmp_path, monkeypatch):
+    """Ray's snapshot may record a trial's end before the driver's writer set the child's status, and then the driver
+    dies (SIGKILL): Ray will not end the trial again, so `--resume` sets the status from the trial's last report."""
+    from search.resume import reconcile
+    for k in HTTP_DEFAULTS:
+        monkeypatch.setenv(k, os.environ.get(k, HTTP_DEFAULTS[k]))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking = StudyTracking(uri, "killed-writer")
+    tracking.start_parent({}, {})
+    c = MlflowClient(tracking_uri=uri)
+    study_dir = tmp_path / "killed-writer"
+    (study_dir / ".").mkdir()
+    (study_dir / "study.json").write_text(json.dumps({"name": "killed-writer", "epochs": 3}))
+    ended = {"done": 3, "pruned": 1, "running": 2}
+    for tid, epochs in ended.items():
+        c.create_run(tracking.experiment_id, tags={"mlflow.parentRunId": tracking.parent_run_id,
+                                                   "ray.trial_id": tid})
+        (study_dir / f"trial_{tid}").mkdir()
+        (study_dir / f"trial_{tid}" / "result.json").write_text(
+            "".join(json.dumps({**_report(e), "trial_id": tid}) + "\n" for e in range(1, epochs + 1)))
+    status = {"done": "TERMINATED", "pruned": "TERMINATED", "running": "RUNNING"}
+    (study_dir / "experiment_state-2026-12-02_00-00-00.json").write_text(json.dumps(
+        {"trial_data": [[json.dumps({"trial_id": t, "status": s}), "{}"] for t, s in status.items()]}))
+    done = reconcile(study_dir, "killed-writer", tracking, out=lambda s: None)
+    assert sorted(done["closed"]) == ["done", "pruned"]
+    kids = {r.data.tags["ray.trial_id"]: r for r in tracking.children()}
+    assert {t: k.info.status for t, k in kids.items()} == {"done": "FINISHED", "pruned": "KILLED",
+                                                          "running": "RUNNING"}  # Ray resumes that one
+    assert kids["pruned"].data.tags["pruned"] == "true"
