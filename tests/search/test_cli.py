@@ -93,3 +93,21 @@ def test_list_spaces(capsys):
 def test_trial_slots_counts_what_the_cluster_holds(cluster, cpus, gpus, slots):
     from trainables.resources import trial_slots
     assert trial_slots(cluster, cpus, gpus) == slots
+
+
+EXIT_PROBE = """
+import atexit, pathlib, sys
+from search.run import exit_without_teardown
+atexit.register(lambda: pathlib.Path(sys.argv[1]).write_text("ran"))
+print("buffered, no newline", end="")
+sys.stderr.write("to stderr")
+exit_without_teardown(3)
+"""
+
+
+def test_exit_without_teardown_keeps_the_code_output_and_atexit_handlers(tmp_path):
+    out = subprocess.run([sys.executable, "-c", EXIT_PROBE, str(tmp_path / "atexit")], capture_output=True,
+                         text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 3
+    assert out.stdout == "buffered, no newline" and out.stderr == "to stderr"
+    assert (tmp_path / "atexit").read_text() == "ran"
