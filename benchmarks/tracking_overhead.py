@@ -56,8 +56,9 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="tracking_overhead_") as d:
         work = Path(d)
         t0 = time.perf_counter()
-        # not timed: trains the phase-1 teacher once and creates the MLflow store (its tables: once per store)
-        run_study(args, work, "warmup", True, 1, 1)
+        # not timed: trains the phase-1 teacher once (its recipe takes the study's epochs, so the same --max-epochs)
+        # and creates the MLflow store (its tables: once per store)
+        run_study(args, work, "warmup", True, 1, args.max_epochs)
         print(f"warm-up study (phase-1 teacher, MLflow store): {time.perf_counter() - t0:.1f}s; {os.cpu_count()} CPUs",
               flush=True)
         times = {True: [], False: []}
