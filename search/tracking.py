@@ -278,6 +278,9 @@ class TrialStatusCallback(tune.Callback):
         from search.trial_writer import driver_writer
         return driver_writer(self.tracking)
 
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._writer().started(trial.trial_id, time.time())
+
     def on_trial_complete(self, iteration, trials, trial, **info):
         status, tags = final_status(trial.last_result or {}, self.max_epochs)
         self._writer().end(trial.trial_id, str(trial), status, tags)

@@ -43,6 +43,7 @@ class _Trial:
         self.config: dict = {}  # the resolved config of its first seed: config.json
         self.last_step = 0  # the newest epoch handed to the run: a retry's restored epochs are not logged twice
         self.final: tuple | None = None  # (last report's metrics, reliability bins) of a trial that trained to the end
+        self.started: float | None = None  # when Tune started it: the run, created at its first report, starts then
 
 
 class DriverWriter:
@@ -51,6 +52,12 @@ class DriverWriter:
         self.trials: dict[str, _Trial] = {}  # only the writer thread touches this
         self.missed: dict[str, int] = {}  # trial id -> values MLflow never took, for each run closed here
         self._jobs = JobThread("mlflow-driver-writer")
+
+    def started(self, trial_id: str, when: float) -> None:
+        """Tune started the trial (any node: a trial's node is known from its first report)."""
+        def job():
+            self.trials.setdefault(trial_id, _Trial()).started = when
+        self._jobs.put(job)
 
     def report(self, trial_id: str, trial_name: str, config: dict, result: dict) -> None:
         """A report of a trial on this node (it carries WRITER_KEY)."""
@@ -90,7 +97,7 @@ class DriverWriter:
             cfgs, seeds = seed_configs(config)
             trial.config = cfgs[0].to_dict()
             trial.child = ChildRun(self.tracking.trial_info(), trial_id, trial_name, run_params(cfgs[0], seeds),
-                                   tags={**opening["tags"], WRITER_TAG: "driver"})
+                                   tags={**opening["tags"], WRITER_TAG: "driver"}, started=trial.started)
         elif opening["tags"]:  # the trial's next attempt (a retry): `resumed` now
             trial.child.set_tags(opening["tags"])
         for epoch, row in enumerate(opening["restored"], 1):

@@ -53,8 +53,10 @@ class ChildRun:
     OPEN_ATTEMPTS = 3  # ~1.5 s at the start of the trial; after that the run is opened with a later request
 
     def __init__(self, tracking: dict, trial_id: str, trial_name: str, params: dict, tags: dict | None = None,
-                 flush_interval_s: float = FLUSH_INTERVAL_S):
+                 flush_interval_s: float = FLUSH_INTERVAL_S, started: float | None = None):
+        """`started`: when the trial started (seconds since the epoch), for a run created later than that."""
         fail_fast_http()
+        self.started_ms = int(started * 1000) if started else None
         self.flush_interval_s = flush_interval_s
         self._last_flush = time.monotonic()
         self._failing = False  # the last request failed: retry with every report until one gets through
@@ -98,7 +100,8 @@ class ChildRun:
             history = self.client.get_metric_history(run.info.run_id, "epoch")
             self.logged_through = max((int(m.step) for m in history), default=0)
         else:
-            run = self.client.create_run(self.experiment_id, run_name=self.trial_name, tags=self._tags)
+            run = self.client.create_run(self.experiment_id, run_name=self.trial_name, tags=self._tags,
+                                         start_time=self.started_ms)
             self._log_params(run.info.run_id)
         self.run_id = run.info.run_id
 

@@ -4,6 +4,7 @@ make (trainables.trial_log.DriverLog), as Tune would hand them to the driver."""
 import json
 import math
 import os
+import time
 
 from mlflow.tracking import MlflowClient
 
@@ -48,6 +49,8 @@ def test_driver_writes_its_nodes_trials_and_sets_their_statuses(tmp_path, monkey
     writer = DriverWriter(tracking)
     tags = {"study": "written-by-driver", "resumed": False}
 
+    started = time.time() - 60  # Tune started the trial a minute before its first report
+    writer.started("done", started)
     done = _attempt(writer, "done", [1, 2, 3], tags, last=3)
     # every report says all its values may still be missing in MLflow: only the driver knows what it wrote
     assert done[UNLOGGED_KEY] == 0 and done[HELD_KEY] == 3 * metric_values(_report(1))
@@ -80,6 +83,8 @@ def test_driver_writes_its_nodes_trials_and_sets_their_statuses(tmp_path, monkey
         assert "training_iteration" not in kids[t].data.metrics and HELD_KEY not in kids[t].data.metrics
     assert kids["retried"].data.tags["resumed"] == "True" and kids["done"].data.tags["resumed"] == "False"
     assert kids["pruned"].data.tags["pruned"] == "true"
+    assert kids["done"].info.start_time == int(started * 1000)  # the run's duration is the trial's, in the UI
+    assert kids["pruned"].info.start_time > int(started * 1000)  # (no start known: created at its first report)
     assert kids["failed"].data.tags["failure"] == "non-finite loss"
     assert kids["failed"].data.tags["error"] == "non-finite loss"  # the final status's tags come last
     for t in ("done", "retried"):
