@@ -19,3 +19,19 @@ def run_cli(args, cwd, timeout=600, env=None):
 @pytest.fixture(scope="session")
 def teacher_root(tmp_path_factory):
     return tmp_path_factory.mktemp("teachers")
+
+
+@pytest.fixture
+def local_study(tmp_path, monkeypatch):
+    """start(name): a study's tracker with its parent run, in a SQLite store under tmp_path. StudyTracking sets
+    MLflow's HTTP variables in this process; monkeypatch undoes that after the test."""
+    from search.tracking import StudyTracking
+    from trainables.trial_log import HTTP_DEFAULTS
+    for k in HTTP_DEFAULTS:
+        monkeypatch.setenv(k, os.environ.get(k, HTTP_DEFAULTS[k]))
+
+    def start(name: str) -> StudyTracking:
+        tracking = StudyTracking(f"sqlite:///{tmp_path}/mlflow.db", name)
+        tracking.start_parent({}, {})
+        return tracking
+    return start

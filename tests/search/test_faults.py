@@ -361,14 +361,11 @@ def test_mlflow_outage_mid_study(mlflow_server, tmp_path, teacher_root, monkeypa
     assert driver.child_of("t0").info.status == "FINISHED"
 
 
-def test_settle_fills_in_what_a_worker_could_not_send(tmp_path, monkeypatch):
+def test_settle_fills_in_what_a_worker_could_not_send(tmp_path, local_study):
     """A trial stopped while the server was down reports `mlflow_unlogged`; the driver fills in those epochs from
     its result.json and the summary says what is still missing."""
-    for k in HTTP_DEFAULTS:  # StudyTracking sets them in this process; monkeypatch undoes it
-        monkeypatch.setenv(k, os.environ.get(k, HTTP_DEFAULTS[k]))
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    tracking = StudyTracking(uri, "gap")
-    tracking.start_parent({}, {})
+    tracking = local_study("gap")
+    uri = tracking.uri
     c = MlflowClient(tracking_uri=uri)
     run = c.create_run(tracking.experiment_id, tags={"mlflow.parentRunId": tracking.parent_run_id,
                                                      "ray.trial_id": "t1"})
@@ -401,14 +398,11 @@ def test_settle_fills_in_what_a_worker_could_not_send(tmp_path, monkeypatch):
     assert any(s.startswith("MLflow: still missing") and "t1 (1)" in s for s in said)
 
 
-def test_settle_trusts_the_writers_count_over_the_last_report(tmp_path, monkeypatch):
+def test_settle_trusts_the_writers_count_over_the_last_report(tmp_path, local_study):
     """A trial's last report cannot know what its node's writer did after it; the count the writer returns when the
     driver drains it decides, per trial, whether to fill in from result.json."""
-    for k in HTTP_DEFAULTS:
-        monkeypatch.setenv(k, os.environ.get(k, HTTP_DEFAULTS[k]))
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    tracking = StudyTracking(uri, "drained")
-    tracking.start_parent({}, {})
+    tracking = local_study("drained")
+    uri = tracking.uri
     c = MlflowClient(tracking_uri=uri)
     runs = {}
     for tid in ("missed", "written"):

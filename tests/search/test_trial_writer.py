@@ -3,14 +3,12 @@ make (trainables.trial_log.DriverLog), as Tune would hand them to the driver."""
 
 import json
 import math
-import os
 import time
 
 from mlflow.tracking import MlflowClient
 
-from search.tracking import StudyTracking
 from search.trial_writer import DriverWriter, is_driver_report
-from trainables.trial_log import HELD_KEY, HTTP_DEFAULTS, UNLOGGED_KEY, DriverLog, metric_values
+from trainables.trial_log import HELD_KEY, UNLOGGED_KEY, DriverLog, metric_values
 
 CONFIG = {"_study": {"base": {"data.dataset": "digits", "model.name": "small_cnn", "optim.lr": 0.05},
                      "seeds": [1, 2]}}
@@ -40,12 +38,9 @@ def _attempt(writer, trial_id, epochs, tags, restored=(), last=None):
     return result
 
 
-def test_driver_writes_its_nodes_trials_and_sets_their_statuses(tmp_path, monkeypatch):
-    for k in HTTP_DEFAULTS:
-        monkeypatch.setenv(k, os.environ.get(k, HTTP_DEFAULTS[k]))
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    tracking = StudyTracking(uri, "written-by-driver")
-    tracking.start_parent({}, {})
+def test_driver_writes_its_nodes_trials_and_sets_their_statuses(tmp_path, local_study):
+    tracking = local_study("written-by-driver")
+    uri = tracking.uri
     writer = DriverWriter(tracking)
     tags = {"study": "written-by-driver", "resumed": False}
 
@@ -96,15 +91,12 @@ def test_driver_writes_its_nodes_trials_and_sets_their_statuses(tmp_path, monkey
     assert not c.list_artifacts(kids["pruned"].info.run_id)
 
 
-def test_resume_sets_the_status_a_killed_driver_did_not(tmp_path, monkeypatch):
+def test_resume_sets_the_status_a_killed_driver_did_not(tmp_path, local_study):
     """Ray's snapshot may record a trial's end before the driver's writer set the child's status, and then the driver
     dies (SIGKILL): Ray will not end the trial again, so `--resume` sets the status from the trial's last report."""
     from search.resume import reconcile
-    for k in HTTP_DEFAULTS:
-        monkeypatch.setenv(k, os.environ.get(k, HTTP_DEFAULTS[k]))
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    tracking = StudyTracking(uri, "killed-writer")
-    tracking.start_parent({}, {})
+    tracking = local_study("killed-writer")
+    uri = tracking.uri
     c = MlflowClient(tracking_uri=uri)
     study_dir = tmp_path / "killed-writer"
     (study_dir / ".").mkdir()
