@@ -1,9 +1,10 @@
 """The driver's MLflow writer: the child runs of the trials on the driver's own node, and every child's final status.
 
-Why the driver: a writer process on its node (a Ray worker that imports MLflow, SQLAlchemy and matplotlib, ~5 s of
-CPU) would start just when the first trials start, and compete with them for the cores. The driver has MLflow
-loaded already, and Tune hands it every report, so a trial there only adds to its reports what the driver cannot
-know (trainables.trial_log.DriverLog). Trials on other nodes keep their node's agent (trainables/trial_log.py).
+Why the driver: a writer process on its node (a Ray worker that imports MLflow and SQLAlchemy, ~4-5 s of CPU with
+the worker's start) would start just when the first trials start, and compete with them for the cores. The driver
+has MLflow loaded already, and Tune hands it every report, so a trial there only adds to its reports what the
+driver cannot know (trainables.trial_log.DriverLog). Trials on other nodes keep their node's agent
+(trainables/trial_log.py).
 
 Everything the driver writes while the trials run goes through one thread, in the order Tune delivered it: Tune's
 event loop never waits for MLflow, a run exists before its final status is set (so no second run is created for
@@ -47,6 +48,8 @@ class _Trial:
 
 
 class DriverWriter:
+    """One per study in the driver's process (see `driver_writer`); its methods only queue work for its thread."""
+
     def __init__(self, tracking):
         self.tracking = tracking
         self.trials: dict[str, _Trial] = {}  # only the writer thread touches this
