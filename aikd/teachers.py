@@ -1,7 +1,9 @@
 """Phase-1 teacher store: one CE baseline S_sup per (dataset, split, model, recipe, seed), trained once.
 
 Concurrent callers (trials, Ray tasks, processes) serialise on a file lock: the first trains, the others wait
-and load. A checksum beside the weights makes a truncated or corrupt file get retrained, never loaded.
+and load. This module only stores; training one is `aikd.train.get_or_train_teacher`, the caller's step before `fit`
+(so the store does not depend on the trainer that depends on it). A checksum beside the weights makes a truncated
+or corrupt file get retrained, never loaded.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import torch
 from filelock import FileLock
+
+from aikd.models import build_model
 
 # Keys that do not change the trained weights, so they stay out of the store key.
 _IRRELEVANT = ("device", "data.root", "data.download", "data.num_workers", "data.eval_batch_size", "teacher.",
@@ -43,8 +47,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _load_checked(path: Path, tc):
-    """The teacher model if the file matches its recorded checksum, else None."""
+def load_teacher(cfg):
+    """The stored S_sup for `cfg` if its file matches the recorded checksum, else None (missing, truncated, corrupt)."""
+    path = teacher_path(cfg)
     meta_path = path.with_suffix(".json")
     if not path.exists() or not meta_path.exists():
         return None
@@ -52,8 +57,7 @@ def _load_checked(path: Path, tc):
         meta = json.loads(meta_path.read_text())
         if meta.get("sha256") != _sha256(path):
             return None
-        from aikd.train import build_model
-        model = build_model(tc, meta["num_classes"])
+        model = build_model(cfg.teacher_config(), meta["num_classes"])
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model
     except (OSError, ValueError, KeyError, RuntimeError, EOFError):
@@ -70,34 +74,25 @@ def teacher_is_cached(cfg) -> bool:
         return False
 
 
-def get_or_train_teacher(cfg, root=None, log=None) -> torch.nn.Module:
-    """Load S_sup for `cfg`, training it with the phase-1 recipe first when the store has no valid copy."""
-    log = log or (lambda msg: None)
-    if root is not None:
-        cfg = cfg.copy()
-        cfg.teacher.root = str(root)
-    tc = cfg.teacher_config()
+def teacher_lock(cfg) -> FileLock:
+    """The lock that makes one caller train a missing teacher while the others wait, then load its file."""
     path = teacher_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        model = _load_checked(path, tc)
-        if model is not None:
-            log(f"phase-1 teacher: reusing cached {path}")
-            return model
-        reason = "corrupt or truncated file" if path.exists() else "none cached"
-        log(f"phase-1 teacher: training {tc.model.name} on {tc.data.dataset} for {tc.epochs} epochs "
-            f"({reason}; store {path})")
-        from aikd.train import fit
-        metrics, model = fit(tc, log=lambda m: log(f"  [teacher] {m}"), return_model=True)
-        model = model.cpu()
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save(model.state_dict(), tmp)
-        digest = _sha256(tmp)
-        os.replace(tmp, path)
-        num_classes = next(reversed(model.state_dict().values())).shape[0]
-        meta = {"sha256": digest, "num_classes": int(num_classes), "config": tc.to_dict(), "metrics": metrics}
-        meta_tmp = path.with_suffix(".json.tmp")
-        meta_tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
-        os.replace(meta_tmp, path.with_suffix(".json"))
-        log(f"phase-1 teacher: saved {path} (test error {metrics['test_error']:.2f}%)")
-        return model
+    return FileLock(str(path) + ".lock")
+
+
+def save_teacher(cfg, model, metrics: dict) -> Path:
+    """Write S_sup's weights, then their checksum and recipe; each file appears whole (written aside, then renamed)."""
+    path = teacher_path(cfg)
+    tc = cfg.teacher_config()
+    model = model.cpu()
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save(model.state_dict(), tmp)
+    digest = _sha256(tmp)
+    os.replace(tmp, path)
+    num_classes = next(reversed(model.state_dict().values())).shape[0]
+    meta = {"sha256": digest, "num_classes": int(num_classes), "config": tc.to_dict(), "metrics": metrics}
+    meta_tmp = path.with_suffix(".json.tmp")
+    meta_tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
+    os.replace(meta_tmp, path.with_suffix(".json"))
+    return path

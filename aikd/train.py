@@ -22,7 +22,8 @@ from aikd import metrics as M
 from aikd.config import ConfigError, TrainConfig, all_keys, needs_teacher
 from aikd.data import build_data
 from aikd.methods import create_method
-from aikd.models import create_model
+from aikd.models import build_model
+from aikd.teachers import load_teacher, save_teacher, teacher_lock, teacher_path
 
 
 class NonFiniteLossError(RuntimeError):
@@ -43,11 +44,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
-    kw = {"stem": cfg.model.stem} if cfg.model.name in ("resnet18", "densenet121") else {}
-    return create_model(cfg.model.name, num_classes, **kw)
 
 
 def lr_at(cfg: TrainConfig, epoch: int) -> float:
@@ -115,7 +111,9 @@ class Trainer:
     generators seeded by (seed, epoch), so runs in one process do not disturb each other.
     """
 
-    def __init__(self, cfg: TrainConfig, resume_state: dict | None = None, log=None):
+    def __init__(self, cfg: TrainConfig, resume_state: dict | None = None, log=None, teacher=None):
+        """`teacher`: the phase-1 S_sup that AI-KD and TF-KD need (`get_or_train_teacher(cfg)`); the caller gets it
+        first, so that a teacher trained here would not shift the student's random stream."""
         cfg = cfg.resolved()
         self.cfg, self.log = cfg, log or (lambda msg: None)
         self.device = device = select_device(cfg.device)
@@ -123,10 +121,11 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         else:
             torch.set_flush_denormal(True)  # denormal gradients slow CPU convolutions by >10x
-        teacher = None
-        if needs_teacher(cfg):  # before seeding: training a teacher here must not shift the student's stream
-            from aikd.teachers import get_or_train_teacher
-            teacher = get_or_train_teacher(cfg, log=self.log).to(device)
+        if needs_teacher(cfg):
+            if teacher is None:
+                raise ValueError(f"method {cfg.method.name!r} needs its phase-1 teacher: pass "
+                                 "teacher=get_or_train_teacher(cfg)")
+            teacher = teacher.to(device)
         seed_everything(cfg.seed)
         from aikd.methods.base import _METHODS
         pair = getattr(_METHODS.get(cfg.method.name), "pair_batches", False)
@@ -222,14 +221,43 @@ class Trainer:
         return _artifacts(self.cfg, self.model, self.data)
 
 
-def fit(cfg: TrainConfig, callbacks=(), resume_state: dict | None = None, log=None, return_model: bool = False):
+def get_or_train_teacher(cfg: TrainConfig, root=None, log=None) -> torch.nn.Module:
+    """Load S_sup for `cfg` from the store (aikd/teachers.py), training it with the phase-1 recipe first when the
+    store has no valid copy; concurrent callers train it once."""
+    log = log or (lambda msg: None)
+    if root is not None:
+        cfg = cfg.copy()
+        cfg.teacher.root = str(root)
+    tc = cfg.teacher_config()
+    path = teacher_path(cfg)
+    with teacher_lock(cfg):
+        model = load_teacher(cfg)
+        if model is not None:
+            log(f"phase-1 teacher: reusing cached {path}")
+            return model
+        reason = "corrupt or truncated file" if path.exists() else "none cached"
+        log(f"phase-1 teacher: training {tc.model.name} on {tc.data.dataset} for {tc.epochs} epochs "
+            f"({reason}; store {path})")
+        metrics, model = fit(tc, log=lambda m: log(f"  [teacher] {m}"), return_model=True)
+        save_teacher(cfg, model, metrics)
+        log(f"phase-1 teacher: saved {path} (test error {metrics['test_error']:.2f}%)")
+        return model
+
+
+def teacher_for(cfg: TrainConfig, log=None):
+    """The phase-1 teacher `cfg` trains with (got or trained once), or None for a method that needs none."""
+    return get_or_train_teacher(cfg, log=log) if needs_teacher(cfg) else None
+
+
+def fit(cfg: TrainConfig, callbacks=(), resume_state: dict | None = None, log=None, return_model: bool = False,
+        teacher=None):
     """Train `cfg` to its last epoch; returns the final metrics (errors and ECE in %, F1 as a fraction).
 
     `resume_state` is a dict produced by the `state_fn` handed to callbacks; the resumed run continues exactly.
     With `return_model=True` it returns `(metrics, model)` (the teacher store and `--save` need the weights).
     Callbacks may define `on_epoch_end(epoch, metrics, state_fn)` and `on_fit_end(metrics, artifacts)`.
     """
-    trainer = Trainer(cfg, resume_state=resume_state, log=log)
+    trainer = Trainer(cfg, resume_state=resume_state, log=log, teacher=teacher)
     while not trainer.done:
         metrics = trainer.train_epoch()
         for cb in callbacks:
@@ -310,7 +338,9 @@ def main(argv=None) -> int:
           f"on {select_device(cfg.device)}", flush=True)
     from aikd.data.datasets import DatasetNotFoundError
     try:
-        final, model = fit(cfg, log=lambda msg: print(msg, flush=True), return_model=True)
+        def say(msg):
+            print(msg, flush=True)
+        final, model = fit(cfg, log=say, return_model=True, teacher=teacher_for(cfg, log=say))
     except DatasetNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -53,8 +53,8 @@ def cli_args(args, searcher: str, scheduler: str, storage: Path, name: str, teac
 def pretrain_teacher(argv: list[str]) -> float:
     """Train the study's phase-1 teacher(s) into the scratch store, outside the timed studies."""
     from aikd.config import TrainConfig
-    from aikd.teachers import get_or_train_teacher
-    from search.run import build_plan, parse_args
+    from aikd.train import get_or_train_teacher
+    from search.plan import build_plan, parse_args
     from trainables.teachers import distinct_teacher_configs
     plan = build_plan(parse_args([*argv, "--dry-run"]))
     t0 = time.perf_counter()

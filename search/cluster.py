@@ -1,4 +1,5 @@
-"""Cluster checks: a multi-node study needs storage that every node can reach.
+"""The Ray cluster of a study: joining it (or starting a local one on the loopback interface) and the checks a
+cluster must pass before any trial starts (GPUs where trials ask for them; storage that every node can reach).
 
 Ray Tune writes each trial's results and checkpoints to `--storage` from the node the trial runs on, and a retried
 trial reads its checkpoint back on whichever node takes it, so a local folder that only the driver's machine has
@@ -15,10 +16,17 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
+from search.client import is_client, parse_address
+from search.plan import UsageError
+from search.store import HTTP_DEFAULTS
+
+ROOT = Path(__file__).resolve().parents[1]
 PROBE_HIDE_ENV = "AIKD_STORAGE_PROBE_HIDE"
 PROBE_TIMEOUT_S = 120
 
@@ -58,7 +66,6 @@ def check_storage_reachable(ray, storage: str, driver_on_a_node: bool = True) ->
         return
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from search.run import UsageError
     root = Path(storage)
     root.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
@@ -92,3 +99,80 @@ def check_storage_reachable(ray, storage: str, driver_on_a_node: bool = True) ->
         raise UsageError(f"--storage {storage} is not visible from {len(problems)} of {len(nodes)} Ray nodes "
                          f"(node {nid[:12]}, {why}); a {kind} study needs --storage on a file system shared by "
                          f"{sharers} (the same path everywhere) or an s3:// / gs:// URI")
+
+
+def connect(args):
+    """Join the cluster `--address` names, or start a local Ray that listens on 127.0.0.1 only; returns `ray`.
+    Every worker gets the project on its path (trials import `trainables`, `aikd`)."""
+    import ray
+    env = {"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}}
+    if args.address:
+        if args.address.startswith("ray://"):  # Tune and its callbacks run on the head: give them this environment
+            env["env_vars"].update(client_env_vars())
+        try:
+            check_reachable(args.address)
+            join(ray, args.address, env)
+        except ImportError as e:  # ray:// without the Ray Client extra
+            raise UsageError(f"--address {args.address}: Ray Client needs `pip install \"ray[client]\"` ({e})") \
+                from None
+        except (ConnectionError, ValueError, RuntimeError) as e:  # unreachable, no cluster, version mismatch, ...
+            raise UsageError(f"--address {args.address}: cannot join the Ray cluster: {str(e).splitlines()[0]}") \
+                from None
+    else:
+        keep_ray_on_loopback()
+        ray.init(address="local", num_cpus=args.num_cpus, num_gpus=args.num_gpus, include_dashboard=False,
+                 runtime_env=env, log_to_driver=False, _node_ip_address="127.0.0.1")
+    return ray
+
+
+def join(ray, address: str, env: dict, attempts: int = 3) -> None:
+    """ray.init on a running cluster. A Ray Client server sometimes fails to start the per-connection server on a
+    loaded head ("Initialization failure from server"); a second connection normally works, so try a few times."""
+    for i in range(attempts):
+        try:
+            ray.init(address=address, runtime_env=env, log_to_driver=False)
+            return
+        except ConnectionAbortedError as e:
+            if not address.startswith("ray://") or i == attempts - 1:
+                raise
+            ray.shutdown()
+            print(f"warning: Ray Client connection failed ({str(e).splitlines()[-1][:200]}); retrying",
+                  file=sys.stderr)
+            time.sleep(2.0 * (i + 1))
+
+
+def client_env_vars() -> dict:
+    """With ray:// the Tuner runs in an actor on the head (ray/tune/tuner.py), which sees the job's runtime_env, not
+    this process's environment: the variables this driver sets for Tune and for MLflow go there too."""
+    wanted = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0", "RAY_DEDUP_LOGS": "0",
+              "AIKD_MLFLOW_FLUSH_S": "10", **HTTP_DEFAULTS}
+    return {k: os.environ.get(k, v) for k, v in wanted.items()}
+
+
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """ray.init waits for an unreachable GCS (or Ray Client server) for minutes: try the port Ray will dial first."""
+    target = address
+    if not address.startswith("ray://"):
+        from ray._private.services import canonicalize_bootstrap_address
+        target = canonicalize_bootstrap_address(address) or address  # auto: RAY_ADDRESS or the last `ray start`
+    try:
+        socket.create_connection(parse_address(target), timeout=timeout_s).close()
+    except (OSError, ValueError) as e:
+        raise ConnectionError(f"nothing answers at {target} ({e})") from None
+
+
+def keep_ray_on_loopback():
+    """Ray turns 127.0.0.1 into this machine's routable address (and its GCS and raylet then listen on every
+    interface) unless its cluster mode is off. A local study needs no other node: keep every Ray port on 127.0.0.1.
+    To let other machines join, start Ray yourself (`ray start --head --node-ip-address=...`) and pass --address."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # for the processes Ray starts
+    from ray._private import ray_constants
+    ray_constants.ENABLE_RAY_CLUSTER = False  # this process has read the variable already
+
+
+def cluster_checks(ray, plan) -> None:
+    """What the study needs of the cluster it joined: GPUs if trials ask for them, storage every node sees."""
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if plan.gpus > 0 and gpus == 0:
+        raise UsageError(f"--gpus-per-trial={plan.gpus:g} but the Ray cluster has no GPU; use --gpus-per-trial 0")
+    check_storage_reachable(ray, plan.storage, driver_on_a_node=not is_client())

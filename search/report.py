@@ -21,7 +21,8 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 
-from trainables.kd import STATE_FILE, read_results, trial_train_config  # noqa: E402
+from trainables.kd import STATE_FILE  # noqa: E402
+from trainables.protocol import CELL_KEY, FAILURE_KEY, read_results, trial_train_config  # noqa: E402
 
 # ------------------------------------------------------------------------------------------------------------
 # Reading the study folder (no Ray needed)
@@ -35,14 +36,14 @@ def collect_rows(study_dir: Path, epochs: int) -> list[dict]:
         last = results[-1] if results else {}
         flat, seeds = trial_train_config(config)
         run = int(last.get("epoch", 0))
-        if last.get("failure") or (d / "error.txt").exists() and run < epochs:
+        if last.get(FAILURE_KEY) or (d / "error.txt").exists() and run < epochs:
             outcome = "failed"
         elif run < epochs:
             outcome = "pruned" if results else "not started"
         else:
             outcome = "done"
         rows.append({"dir": str(d), "trial_id": last.get("trial_id", d.name), "config": flat, "seeds": seeds,
-                     "cell": config.get("cell"), "metrics": last, "epochs": run, "outcome": outcome,
+                     "cell": config.get(CELL_KEY), "metrics": last, "epochs": run, "outcome": outcome,
                      "history": results})
     return rows
 

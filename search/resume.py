@@ -22,13 +22,17 @@ import json
 import shutil
 from pathlib import Path
 
+from search.plan import UsageError, parse_args
+from trainables.protocol import REBUILT_KEY, STUDY_KEY, epoch_rows, read_results, study_config
+
 FORGOTTEN_DIR = ".forgotten"
 TRIAL_PREFIX = "trial_"
 
 
 def args_from_study(args):
     """The original command's arguments, read back from the study folder, with --resume kept."""
-    from search.run import UsageError, parse_args
+    if not args.name:
+        raise UsageError("--resume needs --name STUDY (the folder under --storage)")
     storage = args.storage if "://" in args.storage else str(Path(args.storage).resolve())
     meta_path = Path(storage) / args.name / "study.json"
     if not meta_path.exists():
@@ -112,8 +116,7 @@ def restore_trial_logs(trial_dir: Path, ot_trial, study_meta: dict, space) -> in
     import torch
 
     from search.searchers import SpaceSuggester
-    from trainables.kd import STATE_FILE, epoch_rows, read_results
-    from trainables.trial_log import HELD_KEY, metric_values
+    from trainables.kd import STATE_FILE
     checkpoints = sorted(trial_dir.glob("checkpoint_*"))
     if not checkpoints or not (checkpoints[-1] / STATE_FILE).exists():
         return 0
@@ -122,17 +125,14 @@ def restore_trial_logs(trial_dir: Path, ot_trial, study_meta: dict, space) -> in
     rid = trial_dir.name[len(TRIAL_PREFIX):]
     if not (trial_dir / "params.json").exists():
         config = {**ot_trial.params, **SpaceSuggester(space)(optuna.trial.FixedTrial(ot_trial.params))}
-        study = {"base": study_meta.get("base", {}), "seeds": list(saved["seeds"]), "name": study_meta.get("name"),
-                 "metric": space.metric, "tracking": None, "rebuilt": True}
-        (trial_dir / "params.json").write_text(json.dumps({"_study": study, **config}, indent=2, sort_keys=True))
+        study = study_config(study_meta.get("base", {}), saved["seeds"], study_meta.get("name"), space.metric,
+                             rebuilt=True)
+        (trial_dir / "params.json").write_text(json.dumps({STUDY_KEY: study, **config}, indent=2, sort_keys=True))
     logged = read_results(trial_dir / "result.json")
     have = int(logged[-1].get("epoch", 0)) if logged else 0
-    added, held = [], int(logged[-1].get(HELD_KEY, 0)) if logged else 0
-    for row in epoch_rows(histories, start=have):
-        # the trial's MLflow writer died with the driver, perhaps holding these epochs: settle() checks the child run
-        held += metric_values(row)
-        added.append({**row, "trial_id": rid, "training_iteration": row["epoch"], HELD_KEY: held,
-                      "rebuilt_from": checkpoints[-1].name})
+    # the driver's writer died with the driver, perhaps before logging these epochs: settle() checks the child run
+    added = [{**row, "trial_id": rid, "training_iteration": row["epoch"], REBUILT_KEY: checkpoints[-1].name}
+             for row in epoch_rows(histories, start=have)]
     if added:
         with open(trial_dir / "result.json", "a") as f:
             for row in added:
@@ -143,7 +143,6 @@ def restore_trial_logs(trial_dir: Path, ot_trial, study_meta: dict, space) -> in
 def reconcile(study_dir: Path, study_name: str, tracking=None, out=print, space=None) -> dict:
     """Set aside what trials that Ray forgot left behind (see the module doc); returns what was done."""
     from search.searchers import RAY_TRIAL_ATTR
-    from trainables.kd import read_results
     study_dir = Path(study_dir)
     journal = [t for t in journal_trials(study_dir, study_name) if t.user_attrs.get(RAY_TRIAL_ATTR)]
     dropped = drop_gone_checkpoints(study_dir, {t.user_attrs[RAY_TRIAL_ATTR] for t in journal
@@ -207,15 +206,12 @@ def reconcile(study_dir: Path, study_name: str, tracking=None, out=print, space=
             "closed": closed, "rebuilt": rebuilt}
 
 
-def restore_tuner(plan, trainable, search_alg=None, tracking=None, out=print):
-    """Ray's Tuner for the study folder, after reconciling it with the journal and MLflow.
-
-    `search_alg` is unused: Ray restores the searcher it pickled, and that searcher re-reads the journal itself.
-    """
+def restore_tuner(plan, trainable, tracking=None, out=print):
+    """Ray's Tuner for the study folder, after reconciling it with the journal and MLflow. Ray restores the searcher
+    it pickled, and that searcher re-reads the journal itself."""
     from ray import tune
     path = plan.study_dir
     if not tune.Tuner.can_restore(path):
-        from search.run import UsageError
         raise UsageError(f"--resume: {path} holds no Ray Tune experiment state to restore")
     out(f"resuming {path}")
     if "://" not in path:

@@ -12,8 +12,8 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from spaces import Space
+from trainables.protocol import FAILURE_KEY
 
-FAILURE_KEY = "failure"
 RAY_TRIAL_ATTR = "ray_trial_id"
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,25 @@
-"""Where a study's tracking goes, decided without importing MLflow (search/tracking.py imports it, with its SQL
-store: about 3.5 s of CPU that the driver spends in the background while Ray starts, not before)."""
+"""Where a study's tracking goes, decided without importing MLflow: search/tracking.py imports it, with its SQL
+store, which costs seconds of CPU (benchmarks/RESULTS.md) that the driver spends in the background while Ray starts,
+not before."""
 
 from __future__ import annotations
 
 import os
 import threading
 from pathlib import Path
+
+# MLflow's REST client retries a refused connection inside every call for minutes (7 retries, backoff factor 2): that
+# would stall the writer for a whole outage. The writer retries with its own backoff and keeps what it could not
+# send, so each call fails fast instead. Values set by the user win.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+                 # with a server URI, set_terminated otherwise fetches the run once more and prints two "View run"
+                 # lines per trial into the study's progress output (the driver prints the parent's URL once)
+                 "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+
+
+def fail_fast_http() -> None:
+    for k, v in HTTP_DEFAULTS.items():
+        os.environ.setdefault(k, v)
 
 
 def resolve_tracking_uri(uri: str | None) -> str:

@@ -1,32 +1,49 @@
-"""MLflow on the driver: the study's parent run, trial statuses, and nothing left RUNNING at the end.
+"""MLflow on the driver: the study's parent run, the one writer of every trial's child run, and nothing left
+RUNNING at the end.
 
-Children are created with the tag `mlflow.parentRunId` by whoever writes the trial's run (trainables/trial_log.py:
-the driver for the trials on its node, else the node's agent or the trial); the driver sets every child's final
-status: FINISHED, KILLED with `pruned=true` for trials ASHA stopped, FAILED with the error for trials that failed.
+Tune hands the driver every report of every trial, from every node (as it does for Ray's own
+MLflowLoggerCallback), so `TrackingCallback` writes every child run (tag `mlflow.parentRunId`) from them: a trial
+only trains and reports (trainables/protocol.py), and never imports MLflow. The callback only queues work for one
+writer thread (`TrialWriter`), in the order Tune delivered it, so Tune's event loop never waits for MLflow, a run
+exists before its final status is set (no second run for a trial), and the status updates an outage kept back have
+one owner. Final statuses: FINISHED, KILLED with `pruned=true` for trials ASHA stopped, FAILED with the error.
 
-The server may go down and come back during a study: a status update that fails is kept and sent again (while
-results arrive, and with backoff at the end), and `settle` fills in, from each trial's result.json, the per-epoch
-metrics a worker could not send before its trial ended, then says in the summary what MLflow still lacks.
+The server may go down and come back during a study: the writer keeps what it could not send and sends it with the
+next request; a status update that fails is kept and sent again (while results arrive, and with backoff at the
+end); `settle` fills in, from each trial's result.json, what MLflow still lacks (what the writer missed, or what a
+killed driver never wrote), then says in the summary what is still missing.
 """
 
 from __future__ import annotations
 
 import math
 import platform
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from search.store import is_local_store
-from trainables.child_run import TRIAL_TAG, _param_str, _retry, fail_fast_http
-from trainables.kd import read_results
-from trainables.trial_log import HELD_KEY, UNLOGGED_KEY
+from search.child_run import TRIAL_TAG, ChildRun, find_child, log_params, retry
+from search.store import fail_fast_http, is_local_store
+from trainables.protocol import (
+    FAILURE_KEY,
+    RELIABILITY_KEY,
+    TAGS_KEY,
+    read_json_key,
+    read_opening,
+    read_results,
+    reported,
+    run_params,
+    seed_configs,
+)
 
+WRITER_TAG = "mlflow_writer"  # on every child run: "driver", the one writer
 DEFAULT_EXPERIMENT = "aikd-search"
 
 
@@ -58,17 +75,17 @@ class StudyTracking:
         self.client = MlflowClient(tracking_uri=uri)
         self.deferred: list[tuple] = []  # trial status updates the server did not take (yet)
         self._last_flush = 0.0
-        exp = _retry(lambda: self.client.get_experiment_by_name(experiment))
+        exp = retry(lambda: self.client.get_experiment_by_name(experiment))
         if exp is None:
             location = artifact_root.resolve().as_uri() if (artifact_root and is_local_store(uri)) else None
-            self.experiment_id = _retry(lambda: self.client.create_experiment(experiment, artifact_location=location))
+            self.experiment_id = retry(lambda: self.client.create_experiment(experiment, artifact_location=location))
         else:
             self.experiment_id = exp.experiment_id
         self.parent_run_id: str | None = None
 
     def start_parent(self, params: dict, tags: dict) -> str:
         """The study's parent run; an existing one (same study name) is reused on resume."""
-        found = _retry(lambda: self.client.search_runs(
+        found = retry(lambda: self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.study = '{self.study_name}' and tags.role = 'study'",
             max_results=1))
         all_tags = {"study": self.study_name, "role": "study", "command": " ".join(sys.argv),
@@ -76,14 +93,12 @@ class StudyTracking:
         all_tags = {k: str(v) for k, v in all_tags.items()}  # the REST store rejects non-string tag values
         if found:
             self.parent_run_id = found[0].info.run_id
-            _retry(lambda: self.client.update_run(self.parent_run_id, status="RUNNING"))
-            _retry(lambda: self.client.log_batch(self.parent_run_id, tags=[RunTag("resumed", "true")]))
+            retry(lambda: self.client.update_run(self.parent_run_id, status="RUNNING"))
+            retry(lambda: self.client.log_batch(self.parent_run_id, tags=[RunTag("resumed", "true")]))
             return self.parent_run_id
-        run = _retry(lambda: self.client.create_run(self.experiment_id, run_name=self.study_name, tags=all_tags))
+        run = retry(lambda: self.client.create_run(self.experiment_id, run_name=self.study_name, tags=all_tags))
         self.parent_run_id = run.info.run_id
-        items = [Param(k, _param_str(v)) for k, v in sorted(params.items())]
-        for i in range(0, len(items), 100):
-            _retry(lambda chunk=items[i:i + 100]: self.client.log_batch(self.parent_run_id, params=chunk))
+        log_params(self.client, self.parent_run_id, params)
         return self.parent_run_id
 
     def browse_hint(self) -> str:
@@ -93,20 +108,16 @@ class StudyTracking:
         return f"browse at {self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.parent_run_id}"
 
     def trial_info(self) -> dict:
-        """What a trial needs to open its child run from any node."""
+        """Where a trial's child run goes."""
         return {"uri": self.uri, "experiment_id": self.experiment_id, "parent_run_id": self.parent_run_id}
 
     def children(self) -> list:
-        return _retry(lambda: self.client.search_runs(
+        return retry(lambda: self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
             max_results=5000))
 
     def child_of(self, trial_id: str):
-        runs = _retry(lambda: self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and "
-                                                f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
-            max_results=1))
-        return runs[0] if runs else None
+        return retry(lambda: find_child(self.client, self.experiment_id, self.parent_run_id, trial_id))
 
     def set_trial_status(self, trial_id: str, trial_name: str, status: str, tags: dict | None = None) -> bool:
         """Set a child's final status; if the server is unreachable the update is kept and sent later."""
@@ -122,20 +133,17 @@ class StudyTracking:
             return False
 
     def _set_status(self, trial_id, trial_name, status, tags, attempts: int = 4) -> None:
-        runs = _retry(lambda: self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and "
-                                                f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
-            max_results=1), attempts=attempts)
-        run = runs[0] if runs else None
+        run = retry(lambda: find_child(self.client, self.experiment_id, self.parent_run_id, trial_id),
+                    attempts=attempts)
         if run is None:  # the trial died before opening its run: still exactly one child per trial
-            run = _retry(lambda: self.client.create_run(
+            run = retry(lambda: self.client.create_run(
                 self.experiment_id, run_name=trial_name,
                 tags={"mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: trial_id}), attempts=attempts)
         if tags:
-            _retry(lambda: self.client.log_batch(run.info.run_id,
+            retry(lambda: self.client.log_batch(run.info.run_id,
                                                  tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()]),
                    attempts=attempts)
-        _retry(lambda: self.client.set_terminated(run.info.run_id, status=status), attempts=attempts)
+        retry(lambda: self.client.set_terminated(run.info.run_id, status=status), attempts=attempts)
 
     def flush_deferred(self, deadline_s: float = 0.0) -> bool:
         """Send the kept status updates: one attempt each, repeated with backoff until the deadline."""
@@ -160,16 +168,16 @@ class StudyTracking:
 
     def forget_child(self, run_id: str) -> None:
         """Delete (MLflow's soft delete) the child of a trial that Ray forgot and reruns under a new id."""
-        _retry(lambda: self.client.log_batch(run_id, tags=[RunTag("forgotten", "true")]))
-        _retry(lambda: self.client.set_terminated(run_id, status="KILLED"))
-        _retry(lambda: self.client.delete_run(run_id))
+        retry(lambda: self.client.log_batch(run_id, tags=[RunTag("forgotten", "true")]))
+        retry(lambda: self.client.set_terminated(run_id, status="KILLED"))
+        retry(lambda: self.client.delete_run(run_id))
 
     def settle(self, study_dir, out=print, closed: dict | None = None) -> dict:
-        """After the trials: send kept status updates, fill in metrics workers could not send (from each trial's
-        result.json, the driver's copy of every report), and say what MLflow still lacks.
+        """After the trials: send kept status updates, fill in from each trial's result.json (the driver's copy of
+        every report) what MLflow lacks, and say what is still missing.
 
-        `closed` ({trial id: values missed}, from `drain_agents`) is exact for the trials a live writer closed; for
-        the others the counts in the trial's last report say whether to look."""
+        `closed` ({trial id: values missed}, from the writer) is exact for the runs this driver's writer closed; any
+        other trial (a killed driver's, one whose run an outage kept from closing) is looked up in MLflow."""
         self.flush_deferred(deadline_s=60)
         filled, lacking, caught_up = {}, {}, {}
         closed = closed or {}
@@ -179,30 +187,27 @@ class StudyTracking:
                 results = read_results(d / "result.json")
                 last = results[-1] if results else {}
                 trial_id = last.get("trial_id") or d.name[len("trial_"):]
-                if trial_id in closed:
-                    unlogged, held = int(closed[trial_id]), 0
-                else:
-                    unlogged, held = int(last.get(UNLOGGED_KEY, 0)), int(last.get(HELD_KEY, 0))
-                if not unlogged and not held:
+                missed = closed.get(trial_id)
+                if missed == 0:
                     continue
                 try:
                     n = self._backfill(trial_id, results)
                 except Exception:
                     n = 0
-                    if not unlogged:  # held values that neither the worker nor this backfill could send
-                        lacking[trial_id] = held
-                if unlogged:
+                    if missed is None:
+                        lacking[trial_id] = len(results)
+                if missed:
                     filled[trial_id] = n
-                    if n < unlogged:
-                        lacking[trial_id] = unlogged - n
-                elif n:  # a worker that ended before sending what it held for its next batch
+                    if n < missed:
+                        lacking[trial_id] = missed - n
+                elif n:  # epochs a killed driver, or a run left open, never wrote
                     caught_up[trial_id] = n
         if filled:
             out(f"MLflow: the server was unreachable during the study: filled in {sum(filled.values())} metric "
                 f"values of {len(filled)} trials from their results")
         if caught_up:
-            out(f"MLflow: filled in {sum(caught_up.values())} metric values that {len(caught_up)} stopped trials "
-                "held for their next batch")
+            out(f"MLflow: filled in {sum(caught_up.values())} metric values of {len(caught_up)} trials that no "
+                "writer had sent")
         if lacking:
             out("MLflow: still missing (artifacts, tags or metrics) for trials: "
                 + ", ".join(f"{t} ({n})" for t, n in sorted(lacking.items())))
@@ -212,11 +217,10 @@ class StudyTracking:
                 "deferred": [u[0] for u in self.deferred]}
 
     def _backfill(self, trial_id: str, results: list[dict]) -> int:
-        from trainables.kd import FAILURE_KEY, _reported
         run = self.child_of(trial_id)
         if run is None:
             return 0
-        have = {int(m.step) for m in _retry(lambda: self.client.get_metric_history(run.info.run_id, "epoch"))}
+        have = {int(m.step) for m in retry(lambda: self.client.get_metric_history(run.info.run_id, "epoch"))}
         metrics = []
         for r in results:
             step = int(r.get("epoch", 0))
@@ -224,10 +228,10 @@ class StudyTracking:
                 continue
             have.add(step)
             ts = int(float(r.get("timestamp", time.time())) * 1000)
-            metrics += [Metric(k, float(v), ts, step) for k, v in _reported(r).items()
+            metrics += [Metric(k, float(v), ts, step) for k, v in reported(r).items()
                         if isinstance(v, (int, float)) and math.isfinite(float(v))]
         for i in range(0, len(metrics), 1000):
-            _retry(lambda chunk=metrics[i:i + 1000]: self.client.log_batch(run.info.run_id, metrics=chunk))
+            retry(lambda chunk=metrics[i:i + 1000]: self.client.log_batch(run.info.run_id, metrics=chunk))
         return len(metrics)
 
     def close(self, status: str = "FINISHED") -> None:
@@ -235,12 +239,12 @@ class StudyTracking:
         self.flush_deferred(deadline_s=30)
         for run in self.children():
             if run.info.status == "RUNNING":
-                _retry(lambda r=run: self.client.set_terminated(r.info.run_id, status="KILLED"))
+                retry(lambda r=run: self.client.set_terminated(r.info.run_id, status="KILLED"))
         if self.parent_run_id:
-            _retry(lambda: self.client.set_terminated(self.parent_run_id, status=status))
+            retry(lambda: self.client.set_terminated(self.parent_run_id, status=status))
 
     def log_artifact(self, path, artifact_path: str | None = None, run_id: str | None = None) -> None:
-        _retry(lambda: self.client.log_artifact(run_id or self.parent_run_id, str(path), artifact_path))
+        retry(lambda: self.client.log_artifact(run_id or self.parent_run_id, str(path), artifact_path))
 
 
 def _error_text(trial) -> str:
@@ -255,112 +259,183 @@ def _error_text(trial) -> str:
 
 def final_status(last: dict, max_epochs: int) -> tuple[str, dict | None]:
     """A trial's final MLflow status and tags from its last report: FAILED, KILLED (pruned) or FINISHED."""
-    if last.get("failure"):
-        return "FAILED", {"error": last["failure"]}
+    if last.get(FAILURE_KEY):
+        return "FAILED", {"error": last[FAILURE_KEY]}
     if int(last.get("epoch", 0)) < max_epochs:  # epoch is a seed mean: 2.0
         return "KILLED", {"pruned": "true", "epochs_run": int(last.get("epoch", 0))}
     return "FINISHED", None
 
 
-class TrialStatusCallback(tune.Callback):
-    """Hands the driver's writer (search/trial_writer.py) the reports of the trials on this node and each trial's
-    end, with the child run's final status: FINISHED, KILLED with `pruned=true`, or FAILED with the error.
+class JobThread:
+    """One daemon thread that runs queued calls in the order they came; a call that raises is printed and the next
+    one runs (the writer keeps writing for the other trials; `settle` fills in from result.json)."""
 
-    `relay` (search.client.DriverRelay): with Ray Client this runs in an actor on the head; the status updates the
-    server did not take by the end are sent back to the driver's tracker, which reports them and retries on close."""
+    def __init__(self, name: str):
+        self._jobs = queue.SimpleQueue()
+        threading.Thread(target=self._run, daemon=True, name=name).start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job()
+            except Exception as e:
+                print(f"MLflow writer: {type(e).__name__}: {e}", flush=True)
+
+    def put(self, job) -> None:
+        self._jobs.put(job)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until every call queued so far has run; False if that took longer than `timeout`."""
+        done = threading.Event()
+        self._jobs.put(done.set)
+        return done.wait(timeout=timeout)
+
+
+class _Trial:
+    def __init__(self):
+        self.child: ChildRun | None = None
+        self.config: dict = {}  # the resolved config of its first seed: config.json
+        self.last_step = 0  # the newest epoch handed to the run: a retry's restored epochs are not logged twice
+        self.final: tuple | None = None  # (last report's metrics, reliability bins) of a trial that trained to the end
+        self.started: float | None = None  # when Tune started it: the run, created at its first report, starts then
+
+
+class TrialWriter:
+    """The study's one writer of child runs, in the process where Tune runs its callbacks (the driver; with Ray
+    Client, the Tuner's actor on the head). Its methods only queue work for its thread."""
+
+    def __init__(self, tracking: StudyTracking):
+        self.tracking = tracking
+        self.trials: dict[str, _Trial] = {}  # only the writer thread touches this
+        self.missed: dict[str, int] = {}  # trial id -> values MLflow never took, for each run closed here
+        self._jobs = JobThread("mlflow-writer")
+
+    def started(self, trial_id: str, when: float) -> None:
+        def job():
+            self.trials.setdefault(trial_id, _Trial()).started = when
+        self._jobs.put(job)
+
+    def report(self, trial_id: str, trial_name: str, config: dict, result: dict) -> None:
+        result = dict(result)
+        self._jobs.put(lambda: self._report(trial_id, trial_name, config, result))
+
+    def end(self, trial_id: str, trial_name: str, status: str, tags: dict | None = None) -> None:
+        """Tune ended the trial: send what its run holds, then its final status."""
+        self._jobs.put(lambda: self._end(trial_id, trial_name, status, tags))
+
+    def flush_deferred(self, deadline_s: float = 0.0) -> None:
+        self._jobs.put(lambda: self.tracking.flush_deferred(deadline_s))
+
+    def maybe_flush_deferred(self) -> None:
+        if self.tracking.deferred:
+            self._jobs.put(self.tracking.maybe_flush_deferred)
+
+    def wait(self, timeout: float) -> bool:
+        return self._jobs.wait(timeout)
+
+    def drain(self, deadline_s: float) -> dict:
+        """Close the runs an interrupted study left open (tracking.close marks them KILLED), wait for the rest;
+        returns {trial id: values MLflow never took} for every run closed here."""
+        def close_open():
+            for trial_id, trial in list(self.trials.items()):
+                if trial.child is not None:
+                    self.missed[trial_id] = trial.child.close(deadline_s=min(deadline_s, 1.0))
+            self.trials.clear()
+        self._jobs.put(close_open)
+        self._jobs.wait(timeout=deadline_s + 20)
+        return dict(self.missed)
+
+    # -- in the writer thread -----------------------------------------------------------------------------------
+    def _report(self, trial_id: str, trial_name: str, config: dict, result: dict) -> None:
+        trial = self.trials.setdefault(trial_id, _Trial())
+        opening = read_opening(result)
+        # the node the attempt runs on (the trial says: Tune's result has its IP only) and Tune's own host fields
+        tags = {**opening["tags"], "ray.node_ip": result.get("node_ip", ""), "hostname": result.get("hostname", "")}
+        if trial.child is None:
+            cfgs, seeds = seed_configs(config)
+            trial.config = cfgs[0].to_dict()
+            trial.child = ChildRun(self.tracking.trial_info(), trial_id, trial_name, run_params(cfgs[0], seeds),
+                                   tags={**tags, "study": self.tracking.study_name, WRITER_TAG: "driver"},
+                                   started=trial.started)
+        elif opening["tags"]:  # the trial's next attempt (a retry, perhaps on another node): `resumed` now
+            trial.child.set_tags(tags)
+        for epoch, row in enumerate(opening["restored"], 1):
+            self._log(trial, row, epoch)
+        if FAILURE_KEY in result:
+            trial.child.set_tags(read_json_key(result, TAGS_KEY) or {FAILURE_KEY: result[FAILURE_KEY]})
+            return
+        metrics = reported(result)
+        self._log(trial, metrics, int(result["epoch"]))
+        if RELIABILITY_KEY in result:
+            trial.final = (metrics, read_json_key(result, RELIABILITY_KEY))
+
+    @staticmethod
+    def _log(trial: _Trial, metrics: dict, step: int) -> None:
+        if step > trial.last_step:
+            trial.child.log_metrics(metrics, step)
+            trial.last_step = step
+
+    def _end(self, trial_id: str, trial_name: str, status: str, tags: dict | None) -> None:
+        trial = self.trials.pop(trial_id, None)
+        if trial is not None and trial.child is not None:
+            if trial.final is not None:
+                self.missed[trial_id] = trial.child.finish(trial.config, *trial.final)
+            else:
+                self.missed[trial_id] = trial.child.close(deadline_s=10.0)
+        self.tracking.set_trial_status(trial_id, trial_name, status, tags)
+
+
+_WRITERS: dict = {}  # study name -> TrialWriter in this process
+
+
+def writer_for(tracking: StudyTracking) -> TrialWriter:
+    """The study's writer in this process: the first caller's tracker is the one it writes with (the driver's; on
+    --resume Tune runs an unpickled copy of the callback, which finds the resumed driver's writer by the study's
+    name; with Ray Client the callback in the head's Tuner actor makes its own)."""
+    writer = _WRITERS.get(tracking.study_name)
+    if writer is None:
+        writer = _WRITERS[tracking.study_name] = TrialWriter(tracking)
+    return writer
+
+
+def drain_writer(study: str, deadline_s: float = 60.0) -> dict:
+    """Close what is still open and wait for the study's writer in this process; {trial id: values missed}."""
+    writer = _WRITERS.pop(study, None)
+    return writer.drain(deadline_s) if writer is not None else {}
+
+
+class TrackingCallback(tune.Callback):
+    """Hands the study's writer every trial's start, reports and end, with the child run's final status.
+
+    `relay` (search.client.DriverRelay): with Ray Client this runs in an actor on the head; what the writer missed
+    and the status updates the server did not take by the end go back to the driver, which fills them in and
+    retries on close."""
 
     relay = None  # (class default: a callback pickled by an older version, restored on --resume)
 
     def __init__(self, tracking: StudyTracking, max_epochs: int, relay=None):
         self.tracking, self.max_epochs, self.relay = tracking, max_epochs, relay
 
-    def _writer(self):
-        from search.trial_writer import driver_writer
-        return driver_writer(self.tracking)
-
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._writer().started(trial.trial_id, time.time())
+        writer_for(self.tracking).started(trial.trial_id, time.time())
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        writer = writer_for(self.tracking)
+        writer.report(trial.trial_id, str(trial), trial.config, result)
+        writer.maybe_flush_deferred()  # the server may be back: send the statuses it missed
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         status, tags = final_status(trial.last_result or {}, self.max_epochs)
-        self._writer().end(trial.trial_id, str(trial), status, tags)
+        writer_for(self.tracking).end(trial.trial_id, str(trial), status, tags)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._writer().end(trial.trial_id, str(trial), "FAILED", {"error": _error_text(trial)})
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        from search.trial_writer import is_driver_report
-        writer = self._writer()
-        if is_driver_report(result):
-            writer.report(trial.trial_id, str(trial), trial.config, result)
-        writer.maybe_flush_deferred()  # the server may be back: send the statuses it missed
+        writer_for(self.tracking).end(trial.trial_id, str(trial), "FAILED", {"error": _error_text(trial)})
 
     def on_experiment_end(self, trials, **info):
-        writer = self._writer()
+        writer = writer_for(self.tracking)
         writer.flush_deferred(deadline_s=120)
         writer.wait(timeout=300)
         if self.relay is not None:
             self.relay.send("deferred", list(writer.tracking.deferred))
-
-
-class ProgressCallback(tune.Callback):
-    """Live progress: trials running / done / pruned / failed and the best value so far.
-
-    `relay` (search.client.DriverRelay): with Ray Client this runs in an actor on the head; the lines and the peak
-    concurrency go back to the driver through it (`out` where no driver listens)."""
-
-    relay = None  # (class default: a callback pickled by an older version, restored on --resume)
-
-    def __init__(self, metric: str, mode: str, max_epochs: int, every_s: float = 10.0, out=print, relay=None):
-        self.metric, self.mode, self.max_epochs, self.every_s, self.out = metric, mode, max_epochs, every_s, out
-        self.relay = relay
-        self.t0 = time.time()
-        self.last_print = 0.0
-        self.best = None
-        self.active: set[str] = set()  # trials whose actor holds its resources now
-        self.peak_concurrent = 0  # the most trials that held resources at one moment: shows fractional-GPU packing
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        self.active.add(trial.trial_id)
-        if len(self.active) > self.peak_concurrent:
-            self.peak_concurrent = len(self.active)
-            if self.relay is not None:
-                self.relay.send("peak", self.peak_concurrent)
-
-    def _emit(self, line: str) -> None:
-        if self.relay is None or not self.relay.send("line", line):
-            self.out(line)
-
-    def _line(self, trials) -> str:
-        counts = {"running": 0, "done": 0, "pruned": 0, "failed": 0, "pending": 0}
-        for t in trials:
-            last = t.last_result or {}
-            if t.status == "RUNNING":
-                counts["running"] += 1
-            elif t.status == "PENDING":
-                counts["pending"] += 1
-            elif t.status == "ERROR" or last.get("failure"):
-                counts["failed"] += 1
-            elif t.status == "TERMINATED":
-                counts["pruned" if int(last.get("epoch", 0)) < self.max_epochs else "done"] += 1
-        best = "-" if self.best is None else f"{self.best:.3f}"
-        parts = ", ".join(f"{v} {k}" for k, v in counts.items())
-        return f"[{time.time() - self.t0:6.0f}s] trials: {parts} | best {self.metric} so far: {best}"
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        v = result.get(self.metric)
-        if v is not None and not math.isfinite(v):  # a diverged trial's NaN
-            v = None
-        if v is not None and (self.best is None or (v < self.best if self.mode == "min" else v > self.best)):
-            self.best = v
-        if time.time() - self.last_print >= self.every_s:
-            self.last_print = time.time()
-            self._emit(self._line(trials))
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self.active.discard(trial.trial_id)
-        self.last_print = time.time()
-        self._emit(self._line(trials))
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self.active.discard(trial.trial_id)
+            self.relay.send("missed", dict(writer.missed))

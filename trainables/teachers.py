@@ -5,7 +5,8 @@ from __future__ import annotations
 import ray
 
 from aikd.config import TrainConfig, needs_teacher
-from aikd.teachers import get_or_train_teacher, teacher_is_cached, teacher_key, teacher_path
+from aikd.teachers import teacher_is_cached, teacher_key, teacher_path
+from aikd.train import get_or_train_teacher
 
 
 def _train_teacher(flat: dict) -> str:

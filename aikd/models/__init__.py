@@ -7,12 +7,13 @@ from . import bifpnc, critic, densenet, preact_resnet, resnet, small_cnn, wrn  #
 from .base import Backbone, global_average_pool
 from .bifpnc import BiFPNc, MaxPool2dSamePadding, normalized_fusion_weights
 from .critic import Critic
-from .registry import create_model, list_models, register_model
+from .registry import build_model, create_model, list_models, register_model
 
 __all__ = [
     "Backbone",
     "BiFPNc",
     "Critic",
+    "build_model",
     "MaxPool2dSamePadding",
     "create_model",
     "global_average_pool",

@@ -30,3 +30,9 @@ def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
     if factory is None:
         raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
     return factory(num_classes=num_classes, **kwargs)
+
+
+def build_model(cfg, num_classes: int) -> nn.Module:
+    """The backbone a TrainConfig names (its stem where the architecture has two)."""
+    kw = {"stem": cfg.model.stem} if cfg.model.name in ("resnet18", "densenet121") else {}
+    return create_model(cfg.model.name, num_classes, **kw)

@@ -11,7 +11,7 @@ import math
 import pytest
 
 from aikd.config import TrainConfig
-from aikd.train import fit
+from aikd.train import fit, teacher_for
 
 
 class StoreState:
@@ -37,10 +37,10 @@ def test_resume_after_epoch_two_matches_uninterrupted_run(tmp_path, method, extr
     cfg = TrainConfig.from_dict({"data.dataset": "digits", "model.name": "small_cnn", "method.name": method,
                                  "epochs": 4, "teacher.root": str(tmp_path), **extra})
     store = StoreState(at_epoch=1)
-    full = fit(cfg, callbacks=[store])
+    full = fit(cfg, callbacks=[store], teacher=teacher_for(cfg))
     assert store.state["epoch"] == 2
     again = StoreState(at_epoch=-1)
-    resumed = fit(cfg, callbacks=[again], resume_state=store.state)
+    resumed = fit(cfg, callbacks=[again], resume_state=store.state, teacher=teacher_for(cfg))
     assert again.epochs == [2, 3]
     assert set(full) == set(resumed)
     for key, value in full.items():

@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 from aikd.config import TrainConfig
-from aikd.teachers import get_or_train_teacher, teacher_is_cached, teacher_key, teacher_path
+from aikd.teachers import teacher_is_cached, teacher_key, teacher_path
+from aikd.train import get_or_train_teacher
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +57,7 @@ def test_truncated_file_is_retrained_not_loaded(tmp_path):
 
 def test_two_processes_train_it_once(tmp_path):
     code = (
-        "import sys; from aikd.config import TrainConfig; from aikd.teachers import get_or_train_teacher\n"
+        "import sys; from aikd.config import TrainConfig; from aikd.train import get_or_train_teacher\n"
         f"cfg = TrainConfig.from_dict({{'data.dataset': 'digits', 'model.name': 'small_cnn', 'method.name': 'aikd',"
         f" 'epochs': 2, 'teacher.root': {str(tmp_path)!r}}})\n"
         "get_or_train_teacher(cfg, log=lambda m: print(m, flush=True))\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aikd.config import TrainConfig
-from aikd.train import fit, lr_at
+from aikd.train import fit, lr_at, teacher_for
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = ("val_error", "test_error", "test_top5_error", "test_nll", "test_ece", "test_f1")
@@ -45,17 +45,18 @@ def _assert_same(a, b):
 def test_resume_after_epoch_k_matches_uninterrupted_run(tmp_path, extra):
     cfg = _cfg(tmp_path, **extra)
     cap = Capture(at_epoch=1)
-    full = fit(cfg, callbacks=[cap])
+    full = fit(cfg, callbacks=[cap], teacher=teacher_for(cfg))
     assert set(REQUIRED) <= set(full)
     resumed_cb = Capture(at_epoch=-1)
-    resumed = fit(cfg, callbacks=[resumed_cb], resume_state=cap.state)
+    resumed = fit(cfg, callbacks=[resumed_cb], resume_state=cap.state, teacher=teacher_for(cfg))
     assert resumed_cb.epochs == [2, 3]  # epochs before the checkpoint are not rerun
     _assert_same(full, resumed)
 
 
 def test_omega_zero_equals_no_adv_preset(tmp_path):
-    a = fit(_cfg(tmp_path, method__name="aikd", method__omega=0.0, epochs=2))
-    b = fit(_cfg(tmp_path, method__name="aikd_no_adv", epochs=2))
+    cfgs = [_cfg(tmp_path, method__name="aikd", method__omega=0.0, epochs=2),
+            _cfg(tmp_path, method__name="aikd_no_adv", epochs=2)]
+    a, b = (fit(c, teacher=teacher_for(c)) for c in cfgs)
     _assert_same(a, b)
 
 

@@ -25,8 +25,8 @@ def teacher_root(tmp_path_factory):
 def local_study(tmp_path, monkeypatch):
     """start(name): a study's tracker with its parent run, in a SQLite store under tmp_path. StudyTracking sets
     MLflow's HTTP variables in this process; monkeypatch undoes that after the test."""
+    from search.store import HTTP_DEFAULTS
     from search.tracking import StudyTracking
-    from trainables.trial_log import HTTP_DEFAULTS
     for k in HTTP_DEFAULTS:
         monkeypatch.setenv(k, os.environ.get(k, HTTP_DEFAULTS[k]))
 

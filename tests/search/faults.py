@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.search.conftest import ROOT
-from trainables.kd import read_results
+from trainables.protocol import read_results
 
 RUN = str(ROOT / "search/run.py")
 

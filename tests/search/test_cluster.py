@@ -70,6 +70,7 @@ def test_study_runs_on_both_nodes_with_one_teacher(cluster, tmp_path):
     nodes = {k.data.tags["ray.node_id"] for k in kids}
     cluster_nodes = {n.node_id for n in cluster.list_all_nodes()}
     assert nodes == cluster_nodes and len(nodes) == 2, (nodes, cluster_nodes)
+    assert {k.data.tags["mlflow_writer"] for k in kids} == {"driver"}  # one writer, for the trials of both nodes
     # the phase-1 teacher: trained once (one log line, one file), never rewritten by a trial on either node
     assert out.stdout.count("phase-1 teacher: training") == 1
     stored = sorted(teachers.glob("*.pt"))

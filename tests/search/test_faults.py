@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from search.searchers import RAY_TRIAL_ATTR, load_study, make_optuna_search
+from search.store import HTTP_DEFAULTS
 from search.tracking import StudyTracking
 from spaces import get_space
 from tests.search.conftest import ROOT, run_cli
@@ -44,7 +45,6 @@ from tests.search.faults import (
     trial_dirs,
     wait_for,
 )
-from trainables.child_run import HTTP_DEFAULTS
 
 pytestmark = pytest.mark.slow
 
@@ -113,7 +113,7 @@ def test_finished_trial_logs_rebuilt_from_its_checkpoint(tmp_path):
     from search.resume import restore_trial_logs
     from search.searchers import SpaceSuggester
     from trainables.kd import save_checkpoint_state
-    from trainables.trial_log import HELD_KEY
+    from trainables.protocol import REBUILT_KEY
 
     space = get_space("aikd_ablation")
     study = optuna.create_study()
@@ -143,9 +143,9 @@ def test_finished_trial_logs_rebuilt_from_its_checkpoint(tmp_path):
     vals = [t.history[1]["val_error"] for t in trainers]
     assert rows[1]["val_error"] == pytest.approx(sum(vals) / 2)
     assert rows[1]["val_error_std"] == pytest.approx(abs(vals[0] - vals[1]) / np.sqrt(2))  # sample std of two
-    # the writer that held epoch 2 for its next batch died with the driver: the rebuilt line asks settle() to check
-    numeric = [k for k, v in rows[1].items() if isinstance(v, (int, float)) and k != HELD_KEY]
-    assert rows[1][HELD_KEY] == len(numeric) - 1  # every value of the line but training_iteration's copy of epoch
+    # the writer that would have logged epoch 2 died with the driver: the rebuilt line says where it came from, and
+    # settle() of the resumed study, whose writer never closed this trial, checks its child run
+    assert rows[1][REBUILT_KEY] == "checkpoint_000001" and REBUILT_KEY not in rows[0]
     assert restore_trial_logs(trial_dir, frozen, {"base": base, "name": "killed"}, space) == 0  # idempotent
     (row,) = collect_rows(tmp_path, epochs=2)
     assert row["outcome"] == "done" and row["seeds"] == seeds and row["epochs"] == 2
@@ -339,8 +339,7 @@ def test_mlflow_outage_mid_study(mlflow_server, tmp_path, teacher_root, monkeypa
         kill_recorded(procs)
     log = (tmp_path / "run.log").read_text()
     # the outage really hit the trials: they reported epochs while the server was down (each report is a request
-    # at once here). Whether a trial also saw `mlflow_unlogged` > 0 depends on when its node's MLflow writer
-    # answered (a trial reads the answer to its previous report), so the test does not ask for it.
+    # at once here).
     res = {d.name[len("trial_"):]: results(d) for d in trial_dirs(storage / name)}
     assert any(down - 1 <= r["timestamp"] <= up + 1 for rs in res.values() for r in rs), f"outage {outage_s:.0f}s"
     # ... and no trial died for it
@@ -361,9 +360,10 @@ def test_mlflow_outage_mid_study(mlflow_server, tmp_path, teacher_root, monkeypa
     assert driver.child_of("t0").info.status == "FINISHED"
 
 
-def test_settle_fills_in_what_a_worker_could_not_send(tmp_path, local_study):
-    """A trial stopped while the server was down reports `mlflow_unlogged`; the driver fills in those epochs from
-    its result.json and the summary says what is still missing."""
+def test_settle_fills_in_what_the_writer_could_not_send(tmp_path, local_study):
+    """A trial whose run the writer closed while the server was down (it says how many values MLflow missed): the
+    driver fills in those epochs from its result.json and the summary says what is still missing. A trial no
+    writer closed (a killed driver's) is looked up and caught up."""
     tracking = local_study("gap")
     uri = tracking.uri
     c = MlflowClient(tracking_uri=uri)
@@ -373,25 +373,25 @@ def test_settle_fills_in_what_a_worker_could_not_send(tmp_path, local_study):
     c.log_metric(run.info.run_id, "val_error", 30.0, step=1)
     trial = tmp_path / "gap" / "trial_t1"
     trial.mkdir(parents=True)
-    lines = [{"epoch": 1.0, "val_error": 30.0, "trial_id": "t1", "timestamp": 1, "mlflow_unlogged": 0},
-             {"epoch": 2.0, "val_error": 20.0, "trial_id": "t1", "timestamp": 2, "mlflow_unlogged": 3,
-              "config": {"x": 1}, "pid": 7}]
+    lines = [{"epoch": 1.0, "val_error": 30.0, "trial_id": "t1", "timestamp": 1},
+             {"epoch": 2.0, "val_error": 20.0, "trial_id": "t1", "timestamp": 2, "config": {"x": 1}, "pid": 7,
+              "trial_tags": "{}"}]
     (trial / "result.json").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    # t2: a worker stopped (and killed) while it held its last two epochs for the next batch; the server was up
+    # t2: the driver was killed before its writer sent the last two epochs; the server was up
     run2 = c.create_run(tracking.experiment_id, tags={"mlflow.parentRunId": tracking.parent_run_id,
                                                       "ray.trial_id": "t2"})
     c.log_metric(run2.info.run_id, "epoch", 1.0, step=1)
-    lines2 = [{"epoch": e, "val_error": 40.0 - e, "trial_id": "t2", "timestamp": e, "mlflow_unlogged": 0,
-               "mlflow_held": 2 * (e - 1)} for e in (1.0, 2.0, 3.0)]
+    lines2 = [{"epoch": e, "val_error": 40.0 - e, "trial_id": "t2", "timestamp": e, "trial_open": "{}"}
+              for e in (1.0, 2.0, 3.0)]
     (tmp_path / "gap" / "trial_t2").mkdir()
     (tmp_path / "gap" / "trial_t2" / "result.json").write_text("\n".join(json.dumps(x) for x in lines2) + "\n")
     said = []
-    summary = tracking.settle(tmp_path / "gap", out=said.append)
+    summary = tracking.settle(tmp_path / "gap", out=said.append, closed={"t1": 3})
     assert summary["filled"] == {"t1": 2} and summary["lacking"] == {"t1": 1}
     assert summary["caught_up"] == {"t2": 4}  # epochs 2 and 3, two values each
     assert _steps(c, run2.info.run_id, "val_error") == [2, 3] and _steps(c, run2.info.run_id, "epoch") == [1, 2, 3]
-    assert "mlflow_held" not in c.get_run(run2.info.run_id).data.metrics
-    assert any("filled in 4 metric values that 1 stopped trials held" in s for s in said)
+    assert "trial_open" not in c.get_run(run2.info.run_id).data.metrics
+    assert any("filled in 4 metric values of 1 trials that no writer had sent" in s for s in said)
     assert _steps(c, run.info.run_id, "epoch") == [1, 2] and _steps(c, run.info.run_id, "val_error") == [1, 2]
     assert "pid" not in c.get_run(run.info.run_id).data.metrics  # only what the trainable logs
     assert any("filled in 2 metric values of 1 trials" in s for s in said)
@@ -399,8 +399,8 @@ def test_settle_fills_in_what_a_worker_could_not_send(tmp_path, local_study):
 
 
 def test_settle_trusts_the_writers_count_over_the_last_report(tmp_path, local_study):
-    """A trial's last report cannot know what its node's writer did after it; the count the writer returns when the
-    driver drains it decides, per trial, whether to fill in from result.json."""
+    """The count the writer returns when the driver drains it decides, per trial, whether to fill in from
+    result.json."""
     tracking = local_study("drained")
     uri = tracking.uri
     c = MlflowClient(tracking_uri=uri)
@@ -409,8 +409,7 @@ def test_settle_trusts_the_writers_count_over_the_last_report(tmp_path, local_st
         runs[tid] = c.create_run(tracking.experiment_id, tags={"mlflow.parentRunId": tracking.parent_run_id,
                                                                "ray.trial_id": tid}).info.run_id
         c.log_metric(runs[tid], "epoch", 1.0, step=1)
-        lines = [{"epoch": e, "val_error": 40.0 - e, "trial_id": tid, "timestamp": e, "mlflow_unlogged": 0,
-                  "mlflow_held": 4} for e in (1.0, 2.0)]  # the last report: still held by the writer
+        lines = [{"epoch": e, "val_error": 40.0 - e, "trial_id": tid, "timestamp": e} for e in (1.0, 2.0)]
         (tmp_path / "drained" / f"trial_{tid}").mkdir(parents=True)
         (tmp_path / "drained" / f"trial_{tid}" / "result.json").write_text(
             "\n".join(json.dumps(x) for x in lines) + "\n")
@@ -424,9 +423,10 @@ def test_settle_trusts_the_writers_count_over_the_last_report(tmp_path, local_st
 
 PROBE_RAY = r"""
 import json, os, sys
-from search.run import _init_ray, parse_args
+from search.cluster import connect
+from search.plan import parse_args
 from tests.search.faults import descendants, listening
-ray = _init_ray(parse_args(["--num-cpus", "1"]))
+ray = connect(parse_args(["--num-cpus", "1"]))
 gcs = ray.get_runtime_context().gcs_address
 socks = {pid: listening(pid) for pid in descendants(os.getpid()) if pid != os.getpid()}
 node = ray.nodes()[0]["NodeManagerAddress"]

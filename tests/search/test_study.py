@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.search.conftest import ROOT, run_cli
-from trainables.kd import read_results
+from trainables.protocol import read_results
 
 pytestmark = pytest.mark.slow
 EPOCHS = 4

@@ -1,14 +1,13 @@
-"""The driver's MLflow writer against a real SQLite tracking store, fed the reports that trials on the driver's node
-make (trainables.trial_log.DriverLog), as Tune would hand them to the driver."""
+"""The driver's one MLflow writer against a real SQLite tracking store, fed the reports trials make
+(trainables/protocol.py), as Tune would hand them to the driver."""
 
 import json
-import math
 import time
 
 from mlflow.tracking import MlflowClient
 
-from search.trial_writer import DriverWriter, is_driver_report
-from trainables.trial_log import HELD_KEY, UNLOGGED_KEY, DriverLog, metric_values
+from search.tracking import TrialWriter
+from trainables.protocol import closing, failure, opening
 
 CONFIG = {"_study": {"base": {"data.dataset": "digits", "model.name": "small_cnn", "optim.lr": 0.05},
                      "seeds": [1, 2]}}
@@ -23,43 +22,39 @@ def _steps(c, run_id, key):
     return sorted(int(m.step) for m in c.get_metric_history(run_id, key))
 
 
-def _attempt(writer, trial_id, epochs, tags, restored=(), last=None):
-    """One attempt of a trial on the driver's node: its reports as Tune hands them over (metrics plus the log's
-    keys); returns the last one."""
-    log = DriverLog(tags, list(restored))
+def _attempt(writer, trial_id, epochs, resumed=False, restored=(), last=None, node="node-a"):
+    """One attempt of a trial: its reports as Tune hands them over (metrics plus the protocol's keys, and Tune's own
+    fields); returns the last one."""
+    extra = opening(node, resumed, list(restored))
     for e in epochs:
         metrics = _report(e)
-        log.log_metrics(metrics, step=e)
-        extra = log.finish({}, metrics, {"reliability_val": BINS, "reliability_test": BINS}) \
-            if e == last else log.counts()
-        result = {**metrics, **extra, "training_iteration": e, "time_this_iter_s": 0.5}
-        assert is_driver_report(result)
+        if e == last:
+            metrics.update(closing({"reliability_val": BINS, "reliability_test": BINS}))
+        result = {**metrics, **extra, "training_iteration": e, "time_this_iter_s": 0.5, "node_ip": "127.0.0.1",
+                  "hostname": "here"}
+        extra = {}
         writer.report(trial_id, f"trial_{trial_id}", CONFIG, result)
     return result
 
 
-def test_driver_writes_its_nodes_trials_and_sets_their_statuses(tmp_path, local_study):
+def test_driver_writes_every_trial_and_sets_their_statuses(tmp_path, local_study):
     tracking = local_study("written-by-driver")
     uri = tracking.uri
-    writer = DriverWriter(tracking)
-    tags = {"study": "written-by-driver", "resumed": False}
+    writer = TrialWriter(tracking)
 
     started = time.time() - 60  # Tune started the trial a minute before its first report
     writer.started("done", started)
-    done = _attempt(writer, "done", [1, 2, 3], tags, last=3)
-    # every report says all its values may still be missing in MLflow: only the driver knows what it wrote
-    assert done[UNLOGGED_KEY] == 0 and done[HELD_KEY] == 3 * metric_values(_report(1))
+    _attempt(writer, "done", [1, 2, 3], last=3)
     writer.end("done", "trial_done", "FINISHED")
-    _attempt(writer, "pruned", [1], tags)
+    _attempt(writer, "pruned", [1])
     writer.end("pruned", "trial_pruned", "KILLED", {"pruned": "true"})
-    # a retried trial: the second attempt restarts from the checkpoint of epoch 2 and sends what it restored
-    _attempt(writer, "retried", [1, 2], tags)
-    _attempt(writer, "retried", [3], {**tags, "resumed": True}, restored=[_report(1), _report(2)], last=3)
+    # a retried trial: the second attempt restarts on another node from the checkpoint of epoch 2 and sends what it
+    # restored
+    _attempt(writer, "retried", [1, 2])
+    _attempt(writer, "retried", [3], resumed=True, restored=[_report(1), _report(2)], last=3, node="node-b")
     writer.end("retried", "trial_retried", "FINISHED")
-    log = DriverLog(tags, [])
-    failure = {"epoch": 1.0, "failure": "non-finite loss", "val_error": math.nan,
-               **log.fail({"failure": "non-finite loss", "error": "loss is nan at step 3"})}
-    writer.report("failed", "trial_failed", CONFIG, failure)
+    failed = {**failure(1, "non-finite loss", "loss is nan at step 3", "val_error"), **opening("node-a", False, [])}
+    writer.report("failed", "trial_failed", CONFIG, failed)
     writer.end("failed", "trial_failed", "FAILED", {"error": "non-finite loss"})
     writer.end("forgotten", "trial_forgotten", "FAILED", {"error": "worker died"})  # never reported
 
@@ -75,8 +70,9 @@ def test_driver_writes_its_nodes_trials_and_sets_their_statuses(tmp_path, local_
     for t, epochs in (("done", [1, 2, 3]), ("pruned", [1]), ("retried", [1, 2, 3]), ("failed", [])):
         for key in ("epoch", "val_error", "train_loss"):  # exactly one value per epoch; nothing of Tune's own
             assert _steps(c, kids[t].info.run_id, key) == epochs, (t, key)
-        assert "training_iteration" not in kids[t].data.metrics and HELD_KEY not in kids[t].data.metrics
+        assert "training_iteration" not in kids[t].data.metrics and "time_this_iter_s" not in kids[t].data.metrics
     assert kids["retried"].data.tags["resumed"] == "True" and kids["done"].data.tags["resumed"] == "False"
+    assert kids["retried"].data.tags["ray.node_id"] == "node-b" and kids["done"].data.tags["ray.node_id"] == "node-a"
     assert kids["pruned"].data.tags["pruned"] == "true"
     assert kids["done"].info.start_time == int(started * 1000)  # the run's duration is the trial's, in the UI
     assert kids["pruned"].info.start_time > int(started * 1000)  # (no start known: created at its first report)

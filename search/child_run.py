@@ -1,16 +1,14 @@
-"""A trial's MLflow child run, written from the worker through the tracking URI (no shared disk needed).
+"""A trial's MLflow child run, written by the driver's writer (search/tracking.py) through the tracking URI.
 
 The run is found by its trial-id tag before one is created, so a retried or resumed trial keeps exactly one
 child run, and an epoch that a retried or resumed trial trains again is not logged twice (the steps already in the
 run's `epoch` history are skipped). Metrics go out as `log_batch` requests at most every `flush_interval_s`
 (AIKD_MLFLOW_FLUSH_S, default 10 s): an epoch slower than that is sent at once, faster ones travel several to a
-request, and `close()` (trial end, or the trial's `finally` when a scheduler stops it) sends what is held. Values
-held when a trial's process is killed are counted in each report (`mlflow_held`), so the driver fills them in from
-the trial's result.json at the end of the study. When the server is unreachable nothing
+request, and `close()` (the trial ended or was stopped) sends what is held. When the server is unreachable nothing
 here raises: the run is opened later if it could not be at the start, and metrics, tags and artifacts that could
 not be sent are kept and sent with the next request, so what was missed during an outage is filled in when the
-server returns; `close()` keeps retrying with backoff until its deadline and counts what still could not be sent
-(`unlogged`, reported to Tune as `mlflow_unlogged`, and listed in the study summary).
+server returns; `close()` keeps retrying with backoff until its deadline and counts what still could not be sent,
+which the driver fills in from the trial's result.json at the end of the study (or lists in the summary).
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -27,19 +24,14 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from trainables.trial_log import HTTP_DEFAULTS
+from search.plots import reliability_figure
+from search.store import fail_fast_http
 
 TRIAL_TAG = "ray.trial_id"
 MAX_PENDING = 10_000
-FLUSH_INTERVAL_S = float(os.environ.get("AIKD_MLFLOW_FLUSH_S", "10"))
 
 
-def fail_fast_http() -> None:
-    for k, v in HTTP_DEFAULTS.items():
-        os.environ.setdefault(k, v)
-
-
-def _retry(fn, attempts=4, base_delay=0.5):
+def retry(fn, attempts=4, base_delay=0.5):
     for i in range(attempts):
         try:
             return fn()
@@ -49,25 +41,40 @@ def _retry(fn, attempts=4, base_delay=0.5):
             time.sleep(base_delay * 2**i)
 
 
+def find_child(client, experiment_id: str, parent_run_id: str, trial_id: str):
+    """The child run of a trial (by its trial-id tag), or None."""
+    found = client.search_runs([experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and "
+                                                              f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+                               max_results=1)
+    return found[0] if found else None
+
+
+def log_params(client, run_id: str, params: dict) -> None:
+    """A run's params, in requests of at most 100 (MLflow's limit per batch)."""
+    items = [Param(k, param_str(v)) for k, v in sorted(params.items())]
+    for i in range(0, len(items), 100):
+        retry(lambda chunk=items[i:i + 100]: client.log_batch(run_id, params=chunk))
+
+
 class ChildRun:
     OPEN_ATTEMPTS = 3  # ~1.5 s at the start of the trial; after that the run is opened with a later request
 
     def __init__(self, tracking: dict, trial_id: str, trial_name: str, params: dict, tags: dict | None = None,
-                 flush_interval_s: float = FLUSH_INTERVAL_S, started: float | None = None):
+                 flush_interval_s: float | None = None, started: float | None = None):
         """`started`: when the trial started (seconds since the epoch), for a run created later than that."""
         fail_fast_http()
         self.started_ms = int(started * 1000) if started else None
-        self.flush_interval_s = flush_interval_s
+        self.flush_interval_s = flush_interval_s if flush_interval_s is not None else \
+            float(os.environ.get("AIKD_MLFLOW_FLUSH_S", "10"))
         self._last_flush = time.monotonic()
         self._failing = False  # the last request failed: retry with every report until one gets through
         self.client = MlflowClient(tracking_uri=tracking["uri"])
         self.trial_id, self.trial_name = trial_id, trial_name
         self.experiment_id, self.parent = tracking["experiment_id"], tracking["parent_run_id"]
-        all_tags = {"mlflow.parentRunId": self.parent, TRIAL_TAG: trial_id, "ray.node_ip": _node_ip(),
-                    "ray.node_id": _node_id(), "hostname": socket.gethostname(), **(tags or {})}
+        all_tags = {"mlflow.parentRunId": self.parent, TRIAL_TAG: trial_id, **(tags or {})}
         # tag values must be strings: a SQL store coerces them, the REST store (mlflow server) raises TypeError
         self._tags = {k: str(v) for k, v in all_tags.items()}
-        self._params = [Param(k, _param_str(v)) for k, v in sorted(params.items())]
+        self._params = params
         self.run_id: str | None = None
         self.logged_through = 0  # epochs an earlier attempt of this trial logged already
         self.pending: list[Metric] = []
@@ -81,33 +88,26 @@ class ChildRun:
     def _open(self, attempts: int = 1) -> bool:
         if self.run_id is None:
             try:
-                _retry(self._open_once, attempts=attempts)
+                retry(self._open_once, attempts=attempts)
             except Exception:
                 return False
             self.pending = [m for m in self.pending if m.step > self.logged_through]
         return True
 
     def _open_once(self) -> None:
-        found = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{self.trial_id}' and "
-                                                f"tags.`mlflow.parentRunId` = '{self.parent}'", max_results=1)
-        if found:
-            run = found[0]
+        run = find_child(self.client, self.experiment_id, self.parent, self.trial_id)
+        if run is not None:
             self.client.update_run(run.info.run_id, status="RUNNING")
             self.client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in self._tags.items()])
             if not run.data.params:
-                self._log_params(run.info.run_id)
+                log_params(self.client, run.info.run_id, self._params)
             history = self.client.get_metric_history(run.info.run_id, "epoch")
             self.logged_through = max((int(m.step) for m in history), default=0)
         else:
             run = self.client.create_run(self.experiment_id, run_name=self.trial_name, tags=self._tags,
                                          start_time=self.started_ms)
-            self._log_params(run.info.run_id)
+            log_params(self.client, run.info.run_id, self._params)
         self.run_id = run.info.run_id
-
-    def _log_params(self, run_id: str) -> None:
-        for i in range(0, len(self._params), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(run_id, params=self._params[i:i + 100])
 
     # -- logging ----------------------------------------------------------------------------------------------
     def log_metrics(self, metrics: dict, step: int) -> None:
@@ -184,6 +184,17 @@ class ChildRun:
             self.missed += len(self.pending) - MAX_PENDING
             self.pending = self.pending[-MAX_PENDING:]
 
+    def finish(self, config: dict, final: dict, reliability: dict, deadline_s: float = 60.0) -> int:
+        """A trial's end: resolved config, final metrics (ECE before/after temperature scaling), reliability diagrams
+        (val, test); then everything sent. Returns the count missed."""
+        self.log_dict(config, "config.json")
+        self.log_dict({k: v for k, v in final.items() if isinstance(v, (int, float)) and math.isfinite(v)},
+                      "final_metrics.json")
+        path = Path(tempfile.mkdtemp(dir=self._spool_dir())) / "reliability.png"
+        reliability_figure({k.replace("reliability_", ""): v for k, v in reliability.items()}, path)
+        self.pending_files.append((str(path), None))
+        return self.close(deadline_s)
+
     def close(self, deadline_s: float = 60.0) -> int:
         """Send what is still pending (retrying with backoff until the deadline); returns the count missed."""
         delay, end = 0.5, time.time() + deadline_s
@@ -198,24 +209,6 @@ class ChildRun:
         return self.missed
 
 
-def _param_str(v) -> str:
+def param_str(v) -> str:
     s = json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v)
     return s[:6000]
-
-
-def _node_ip() -> str:
-    try:
-        import ray
-        return ray.util.get_node_ip_address() if ray.is_initialized() else ""
-    except Exception:
-        return ""
-
-
-def _node_id() -> str:
-    try:
-        import ray
-        if ray.is_initialized():  # outside a Ray process, asking would start a local Ray instance
-            return ray.get_runtime_context().get_node_id()
-    except Exception:
-        pass
-    return os.environ.get("RAY_NODE_ID", "")

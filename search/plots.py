@@ -1,8 +1,8 @@
 """Reliability diagrams (SPEC 9.4) as PNG files, drawn with Pillow.
 
-Not matplotlib: there one diagram costs ~0.35 s of CPU and the import ~0.9 s, paid by the driver (which writes the
-child runs of the trials on its node) while the trials train on the same cores; Pillow (installed with matplotlib)
-draws the same bars in ~30 ms. The study report's plots still use matplotlib.
+Not matplotlib: the driver's writer draws one per finished trial while the trials train on the same cores, and
+matplotlib's import and drawing cost an order of magnitude more CPU than Pillow's (benchmarks/RESULTS.md,
+tracking_overhead). The study report's plots still use matplotlib.
 """
 
 from __future__ import annotations

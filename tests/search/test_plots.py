@@ -2,7 +2,7 @@
 
 from PIL import Image
 
-from trainables.plots import ACCURACY, BOTTOM, LEFT, PANEL, RIGHT, TOP, reliability_figure
+from search.plots import ACCURACY, BOTTOM, LEFT, PANEL, RIGHT, TOP, reliability_figure
 
 
 def _pixel(image, panel, x, y):

@@ -1,0 +1,278 @@
+"""The plan of a study: its arguments, and everything checked before anything starts.
+
+`build_plan` turns the command line into a `Plan` and raises `UsageError` (reported as one line, exit 2) for any
+input the study could not run with, before Ray or MLflow start; `print_plan` is what `--dry-run` shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from datetime import datetime
+from pathlib import Path
+
+from aikd.config import ConfigError, TrainConfig
+
+SMOKE = {"dataset": "digits", "model": "small_cnn", "max_epochs": 2, "num_samples": 4, "max_concurrent": 2,
+         "grace_period": 1}
+SEARCHERS = ("tpe", "random", "nsga2", "grid")
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line with exit code 2 before anything starts."""
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python search/run.py",
+                                description="Run a named hyperparameter search over self-KD methods.")
+    p.add_argument("--space", help="named search space (see --list-spaces)")
+    p.add_argument("--list-spaces", action="store_true", help="list the registered spaces and exit")
+    p.add_argument("--dataset", help="dataset (default: the space's; digits runs offline)")
+    p.add_argument("--model", help="registered model name")
+    p.add_argument("--data-root", help="dataset folder (default $AIKD_DATA or ~/.cache/aikd/data)")
+    p.add_argument("--download", action="store_true", help="download a missing dataset once, before the trials")
+    p.add_argument("--num-samples", type=int, help="trials for tpe/random searchers (grid: all cells)")
+    p.add_argument("--max-epochs", type=int, help="epochs per trial (ASHA's max_t)")
+    p.add_argument("--grace-period", type=int, help="ASHA grace period in epochs (default max(1, epochs // 10))")
+    p.add_argument("--reduction-factor", type=float, default=3.0, help="ASHA reduction factor (default 3)")
+    p.add_argument("--searcher", choices=SEARCHERS, help="default: the space's")
+    p.add_argument("--scheduler", choices=("asha", "none"), help="default: the space's")
+    p.add_argument("--seeds", type=int, default=1, help="train each configuration with K seeds (1..K), "
+                                                        "reported as mean +/- std")
+    p.add_argument("--gpus-per-trial", type=float, help="0, a whole number or 1/k (default 0.25 with GPUs, else 0)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--num-gpus", type=int, help="GPUs a local Ray cluster declares (default: those detected)")
+    p.add_argument("--num-cpus", type=int, help="CPUs a local Ray cluster declares (default: all)")
+    p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
+    p.add_argument("--no-reuse-actors", dest="reuse_actors", action="store_false",
+                   help="start a fresh worker process per trial (default: a finished trial's worker takes the next "
+                        "trial, saving the process start and imports, several seconds per trial)")
+    p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial from its checkpoint")
+    p.add_argument("--address", help="join a running Ray cluster: auto, host:port or ray://host:port")
+    p.add_argument("--storage", default="studies", help="study folder root (shared FS or s3://, gs:// on clusters)")
+    p.add_argument("--name", help="study name (default SPACE-DATE-TIME)")
+    p.add_argument("--resume", action="store_true", help="resume the study --name after an interruption")
+    p.add_argument("--mlflow-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--experiment", default="aikd-search", help="MLflow experiment name")
+    p.add_argument("--no-tracking", action="store_true", help="run without MLflow")
+    p.add_argument("--seed", type=int, default=0, help="searcher seed")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted config override for every trial (repeatable), e.g. method.tau_p=2")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved plan and start nothing")
+    p.add_argument("--smoke-test", action="store_true", help="digits, small model, 2 epochs, 4 trials")
+    p.add_argument("--top", type=int, default=10, help="rows in the summary table")
+    args = p.parse_args(argv)
+    if args.smoke_test:
+        for k, v in SMOKE.items():
+            if getattr(args, k) is None:
+                setattr(args, k, v)
+    return args
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Planning and validation (no Ray here)
+
+@dataclasses.dataclass
+class Plan:
+    space: object
+    base: dict
+    searcher: str
+    scheduler: str | None
+    num_samples: int
+    epochs: int
+    grace_period: int
+    seeds: list
+    cpus: float
+    gpus: float
+    storage: str
+    name: str
+    study_dir: str
+    tracking_uri: str | None
+    configs: list  # every grid cell's config, or a sample of TPE configs (validated)
+    space_options: dict
+    resolved_configs: list  # the same configs as TrainConfig, defaults filled in
+
+
+def _space_options(args) -> dict:
+    opts = {}
+    for item in list(args.set):
+        if item.startswith("full_grid="):
+            opts["full_grid"] = item.split("=", 1)[1]
+            args.set.remove(item)
+    if args.searcher:
+        opts["searcher"] = args.searcher
+    return opts
+
+
+def _load_space(args, options: dict):
+    from spaces import get_space, list_spaces
+    if not args.space:
+        raise UsageError("--space is required (one of: " + ", ".join(list_spaces()) + ")")
+    try:
+        return get_space(args.space, **options)
+    except (KeyError, ValueError) as e:
+        raise UsageError(str(e).strip("'\"")) from None
+
+
+def _check_model(name: str):
+    from aikd.models import list_models
+    if name not in list_models():
+        raise UsageError(f"--model {name!r} is not a registered model; valid: {', '.join(list_models())}")
+
+
+def _detected_gpus(args) -> int:
+    if args.num_gpus is not None:
+        return args.num_gpus
+    try:
+        import torch
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
+
+
+def check_dataset(cfg: TrainConfig, download: bool):
+    from aikd.data import DatasetNotFoundError, get_dataset
+    d = cfg.data
+    try:
+        get_dataset(d.dataset, root=d.root or None, split="train", download=download)
+    except DatasetNotFoundError as e:
+        raise UsageError(f"{str(e).splitlines()[0]} (pass --download, or run offline with --dataset digits)") \
+            from None
+
+
+def _check_address_form(address: str) -> None:
+    """auto, HOST:PORT (the head's GCS) or ray://HOST:PORT (the head's Ray Client server)."""
+    if address != "auto":
+        from search.client import parse_address
+        try:
+            parse_address(address)
+        except ValueError as e:
+            raise UsageError(f"--address {e}") from None
+
+
+def build_plan(args) -> Plan:
+    from trainables.resources import ResourceError, check_cpus_per_trial, check_gpus_per_trial
+    options = _space_options(args)
+    space = _load_space(args, options)
+    searcher = args.searcher or space.searcher
+    if searcher == "grid" and not space.is_grid:
+        raise UsageError(f"--searcher grid: space {space.name!r} has continuous parameters; allowed: tpe, random, "
+                         "nsga2")
+    if space.is_grid and searcher != "grid":
+        raise UsageError(f"space {space.name!r} is a grid; its searcher is grid (tpe: the continuous variant, "
+                         "where the space has one)")
+    scheduler = space.scheduler if args.scheduler is None else (None if args.scheduler == "none" else "asha")
+    base = dict(space.base)
+    if args.dataset:
+        if args.dataset != base.get("data.dataset") and not args.model:
+            # the space's model is the paper's choice for the paper's dataset; another dataset brings its own
+            # default model from the one table in aikd.config (digits: a small CNN); --model overrides
+            base.pop("model.name", None)
+            base.pop("model.family", None)
+        base["data.dataset"] = args.dataset
+    if args.model:
+        _check_model(args.model)
+        base["model.name"] = args.model
+        base.pop("model.family", None)
+    if args.data_root:
+        base["data.root"] = str(Path(args.data_root).resolve())
+    if args.max_epochs is not None:
+        if args.max_epochs < 1:
+            raise UsageError(f"--max-epochs={args.max_epochs} must be >= 1")
+        base["epochs"] = args.max_epochs
+    if args.download:
+        base["data.download"] = False  # the driver downloads once; trials never do
+    try:
+        cfg = TrainConfig.from_dict(base, overrides=args.set)
+        base = {k: v for k, v in cfg.to_dict().items() if k in set(base) | {o.split("=")[0] for o in args.set}}
+        resolved = cfg.resolved()
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    if args.seeds < 1:
+        raise UsageError(f"--seeds={args.seeds} must be >= 1")
+    if args.num_samples is not None and args.num_samples < 1:
+        raise UsageError(f"--num-samples={args.num_samples} must be >= 1")
+    if space.metric.startswith("val_") and resolved.data.val_fraction == 0:
+        raise UsageError(f"the search metric {space.metric} needs a validation split: data.val_fraction must be > 0")
+    # every config the study will run must be valid: all grid cells, or a sample of the TPE space
+    if space.is_grid:
+        cells = space.grid_cells()
+    else:
+        import numpy as np
+        rng = np.random.default_rng(0)
+        cells = [space.sample(rng) for _ in range(32)]
+    configs, resolved_configs = [], []
+    for cell in cells:
+        flat = {**base, **cell}  # as the trainable merges them: a cell or suggestion wins over the base
+        try:
+            resolved_configs.append(TrainConfig.from_dict(flat).resolved())
+        except ConfigError as e:
+            raise UsageError(f"{e} (in cell {cell})") from None
+        configs.append(flat)
+    for m in {c.model.name for c in resolved_configs}:
+        _check_model(m)
+    try:
+        gpus = check_gpus_per_trial(args.gpus_per_trial if args.gpus_per_trial is not None
+                                    else (0.25 if (_detected_gpus(args) and not args.address) else 0.0))
+        cpus = check_cpus_per_trial(args.cpus_per_trial)
+    except ResourceError as e:
+        raise UsageError(str(e)) from None
+    if gpus > 0 and not args.address and _detected_gpus(args) == 0:
+        raise UsageError(f"--gpus-per-trial={gpus:g} but this machine has no GPU (trials would wait forever); "
+                         "use --gpus-per-trial 0, or --address to join a cluster with GPUs")
+    if args.address:
+        _check_address_form(args.address)
+    epochs = resolved.epochs
+    grace = args.grace_period if args.grace_period is not None else max(1, epochs // 10)
+    if grace < 1 or grace > epochs:
+        raise UsageError(f"--grace-period={grace} must be in [1, {epochs}] (the epochs per trial)")
+    if args.reduction_factor <= 1:
+        raise UsageError(f"--reduction-factor={args.reduction_factor:g} must be > 1")
+    num_samples = len(cells) if space.is_grid else (args.num_samples or space.num_samples)
+    name = args.name or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    storage = args.storage if "://" in args.storage else str(Path(args.storage).resolve())
+    study_dir = f"{storage.rstrip('/')}/{name}"
+    tracking_uri = None
+    if not args.no_tracking:
+        from search.store import resolve_tracking_uri
+        tracking_uri = resolve_tracking_uri(args.mlflow_uri)
+    return Plan(space, base, searcher, scheduler, num_samples, epochs, grace, list(range(1, args.seeds + 1)), cpus,
+                gpus, storage, name, study_dir, tracking_uri, configs, options, resolved_configs)
+
+
+def print_plan(plan: Plan, args, out=print) -> None:
+    s = plan.space
+    out(f"study       {plan.name}  ({plan.study_dir})")
+    out(f"space       {s.name}: {s.description}")
+    out(f"base        {json.dumps(plan.base, sort_keys=True)}")
+    resolved = plan.resolved_configs
+    datasets, models = sorted({c.data.dataset for c in resolved}), sorted({c.model.name for c in resolved})
+    out(f"training    {', '.join(datasets)}; model {', '.join(models)}; batch {resolved[0].data.batch_size}, "
+        f"lr {resolved[0].optim.lr:g}")
+    params = ", ".join(s.outputs()) if s.params else "-"
+    out(f"params      {params}")
+    kind = f"{plan.num_samples} cells" if s.is_grid else f"{plan.num_samples} samples"
+    out(f"search      {plan.searcher} ({kind}) x {len(plan.seeds)} seed(s), metric {s.metric} ({s.mode})")
+    sched = (f"ASHA max_t={plan.epochs} grace={plan.grace_period} reduction={args.reduction_factor:g}"
+             if plan.scheduler else "none")
+    out(f"scheduler   {sched}; epochs per trial {plan.epochs}")
+    out(f"resources   {plan.cpus:g} CPU, {plan.gpus:g} GPU per trial; max concurrent "
+        f"{args.max_concurrent or 'unlimited'}; workers {'reused' if args.reuse_actors else 'fresh per trial'}; "
+        f"ray {'address ' + args.address if args.address else 'local'}")
+    out(f"tracking    {plan.tracking_uri or 'off'} (experiment {args.experiment})")
+
+
+def check_data(plan: Plan, args) -> str:
+    """"present", or (dry run only) why a dataset the study needs is missing; raises UsageError otherwise."""
+    note = "present"
+    for cfg in {json.dumps(dataclasses.asdict(c.data), sort_keys=True, default=str): c
+                for c in plan.resolved_configs}.values():
+        try:
+            if not args.download:
+                check_dataset(cfg, download=False)
+        except UsageError as e:
+            if not args.dry_run:
+                raise
+            note = f"MISSING: {e}"
+    return note

@@ -1,0 +1,73 @@
+"""The live progress line: trials running / done / pruned / failed and the best value so far."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from ray import tune
+
+from trainables.protocol import FAILURE_KEY
+
+
+class ProgressCallback(tune.Callback):
+    """Live progress: trials running / done / pruned / failed and the best value so far.
+
+    `relay` (search.client.DriverRelay): with Ray Client this runs in an actor on the head; the lines and the peak
+    concurrency go back to the driver through it (`out` where no driver listens)."""
+
+    relay = None  # (class default: a callback pickled by an older version, restored on --resume)
+
+    def __init__(self, metric: str, mode: str, max_epochs: int, every_s: float = 10.0, out=print, relay=None):
+        self.metric, self.mode, self.max_epochs, self.every_s, self.out = metric, mode, max_epochs, every_s, out
+        self.relay = relay
+        self.t0 = time.time()
+        self.last_print = 0.0
+        self.best = None
+        self.active: set[str] = set()  # trials whose actor holds its resources now
+        self.peak_concurrent = 0  # the most trials that held resources at one moment: shows fractional-GPU packing
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.active.add(trial.trial_id)
+        if len(self.active) > self.peak_concurrent:
+            self.peak_concurrent = len(self.active)
+            if self.relay is not None:
+                self.relay.send("peak", self.peak_concurrent)
+
+    def _emit(self, line: str) -> None:
+        if self.relay is None or not self.relay.send("line", line):
+            self.out(line)
+
+    def _line(self, trials) -> str:
+        counts = {"running": 0, "done": 0, "pruned": 0, "failed": 0, "pending": 0}
+        for t in trials:
+            last = t.last_result or {}
+            if t.status == "RUNNING":
+                counts["running"] += 1
+            elif t.status == "PENDING":
+                counts["pending"] += 1
+            elif t.status == "ERROR" or last.get(FAILURE_KEY):
+                counts["failed"] += 1
+            elif t.status == "TERMINATED":
+                counts["pruned" if int(last.get("epoch", 0)) < self.max_epochs else "done"] += 1
+        best = "-" if self.best is None else f"{self.best:.3f}"
+        parts = ", ".join(f"{v} {k}" for k, v in counts.items())
+        return f"[{time.time() - self.t0:6.0f}s] trials: {parts} | best {self.metric} so far: {best}"
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        v = result.get(self.metric)
+        if v is not None and not math.isfinite(v):  # a diverged trial's NaN
+            v = None
+        if v is not None and (self.best is None or (v < self.best if self.mode == "min" else v > self.best)):
+            self.best = v
+        if time.time() - self.last_print >= self.every_s:
+            self.last_print = time.time()
+            self._emit(self._line(trials))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.active.discard(trial.trial_id)
+        self.last_print = time.time()
+        self._emit(self._line(trials))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.active.discard(trial.trial_id)

@@ -1,0 +1,187 @@
+"""Running a planned study: Ray (started or joined), the study's MLflow parent run, the phase-1 teachers, the
+Tuner (Optuna proposing, ASHA stopping, fractional resources), the summary, and what is left to close.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from aikd.config import TrainConfig
+from search.plan import Plan, check_dataset
+from trainables.protocol import CELL_KEY, STUDY_KEY, study_config
+
+
+def quiet_libraries() -> None:
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def param_space(plan: Plan) -> dict:
+    """The config every trial gets (trainables/protocol.py); a grid study's cells are Tune's grid."""
+    from ray import tune
+    ps = {STUDY_KEY: study_config(plan.base, plan.seeds, plan.name, plan.space.metric)}
+    if plan.space.is_grid:
+        ps[CELL_KEY] = tune.grid_search(plan.space.grid_cells())
+    return ps
+
+
+def study_params(plan: Plan, args) -> dict:
+    """The parent run's params."""
+    return {"space": plan.space.name, "searcher": plan.searcher, "scheduler": plan.scheduler or "none",
+            "seeds": plan.seeds, "num_samples": plan.num_samples, "epochs": plan.epochs,
+            "grace_period": plan.grace_period, "reduction_factor": args.reduction_factor,
+            "cpus_per_trial": plan.cpus, "gpus_per_trial": plan.gpus,
+            **{f"base.{k}": v for k, v in plan.base.items()}}
+
+
+def write_study_json(plan: Plan, args, parent_run_id: str | None) -> None:
+    """What `--resume` and `search/report.py` read back: the plan and the original command."""
+    Path(plan.study_dir, "study.json").write_text(json.dumps(
+        {"name": plan.name, "space": plan.space.name, "space_options": plan.space_options,
+         "searcher": plan.searcher, "base": plan.base, "seeds": plan.seeds, "epochs": plan.epochs,
+         "tracking_uri": plan.tracking_uri, "experiment": args.experiment, "parent_run_id": parent_run_id,
+         "argv": getattr(args, "argv", None) or sys.argv}, indent=1))
+
+
+def build_tuner(plan: Plan, args, callbacks: list, tracking, out):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from search.searchers import make_optuna_search
+    from trainables.kd import run_trial
+    from trainables.resources import with_trial_resources
+    trainable = with_trial_resources(run_trial, plan.cpus, plan.gpus)
+    if args.resume:
+        from search.resume import restore_tuner
+        return restore_tuner(plan, trainable, tracking=tracking, out=out)
+    search_alg = None
+    if plan.searcher != "grid":
+        search_alg = make_optuna_search(plan.space, plan.searcher, args.seed, plan.name,
+                                        Path(plan.study_dir) / "optuna.journal", plan.epochs,
+                                        num_samples=plan.num_samples)
+    scheduler = None
+    if plan.scheduler == "asha":
+        scheduler = ASHAScheduler(time_attr="epoch", metric=plan.space.metric, mode=plan.space.mode,
+                                  max_t=plan.epochs, grace_period=plan.grace_period,
+                                  reduction_factor=args.reduction_factor)
+    run_config = tune.RunConfig(
+        name=plan.name, storage_path=plan.storage, callbacks=callbacks, verbose=0,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        failure_config=tune.FailureConfig(max_failures=args.max_failures))
+    return tune.Tuner(
+        trainable, param_space=param_space(plan),
+        tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
+                                    num_samples=plan.num_samples if search_alg else 1,
+                                    max_concurrent_trials=args.max_concurrent, reuse_actors=args.reuse_actors,
+                                    trial_dirname_creator=_trial_dirname),
+        run_config=run_config)
+
+
+def run_study(args, plan: Plan, out=print) -> int:
+    from search.cluster import cluster_checks, connect
+    from search.store import import_tracking_in_background
+
+    local = "://" not in plan.study_dir
+    if local:
+        Path(plan.study_dir).mkdir(parents=True, exist_ok=True)
+    # While Ray starts, and only then: this thread must be the only one importing MLflow (or SQLAlchemy), since two
+    # threads importing the same package can each see the other's half-initialised modules.
+    importing = import_tracking_in_background(plan.tracking_uri) if plan.tracking_uri else None
+    quiet_libraries()
+    ray = connect(args)
+    tracking, status = None, "FAILED"
+    try:
+        if importing is not None:
+            importing.join()
+        from search.client import RELAY_PREFIX, DriverRelay, RelayListener, TuneEnvironment, is_client
+        from search.progress import ProgressCallback
+        from search.tracking import StudyTracking, TrackingCallback, drain_writer, writer_for
+        from trainables.resources import trial_slots
+        from trainables.teachers import pretrain_teachers
+        cluster_checks(ray, plan)
+        # Tune keeps one pending trial at a time behind a searcher unless told otherwise, so trials would start one
+        # by one, each waiting for the previous worker process to boot: let it stage as many as the cluster holds.
+        os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG",
+                              str(trial_slots(ray.cluster_resources(), plan.cpus, plan.gpus)))
+        if args.download:
+            out("downloading the dataset once on the driver ...")
+            check_dataset(TrainConfig.from_dict({**plan.base, "data.download": True}).resolved(), download=True)
+        if plan.tracking_uri:
+            tracking = StudyTracking(plan.tracking_uri, plan.name, args.experiment,
+                                     artifact_root=Path.cwd() / "mlartifacts")
+            tracking.start_parent(study_params(plan, args), {"space": plan.space.name, "study_dir": plan.study_dir})
+            writer_for(tracking)  # this tracker writes the trials' runs, also through Tune's restored callbacks
+            out(f"MLflow: parent run {tracking.parent_run_id} in experiment {args.experiment!r} at "
+                f"{plan.tracking_uri}")
+        if local:
+            write_study_json(plan, args, tracking and tracking.parent_run_id)
+        teachers = pretrain_teachers(plan.configs, plan.cpus, plan.gpus, log=out, check_here=not is_client())
+        if teachers:
+            out(f"phase-1 teachers ready: {len(teachers)}")
+        # With ray:// Tune runs the callbacks in an actor on the head (search/client.py): what they print and
+        # count comes back to this driver through the relay.
+        client = is_client()
+        relay = DriverRelay(RELAY_PREFIX + plan.name) if client else None
+        progress = ProgressCallback(plan.space.metric, plan.space.mode, plan.epochs, out=print if client else out,
+                                    relay=relay)
+        callbacks = [progress]
+        if tracking:
+            callbacks.append(TrackingCallback(tracking, plan.epochs, relay=relay))
+        if client:
+            callbacks.append(TuneEnvironment({"TUNE_MAX_PENDING_TRIALS_PG": os.environ["TUNE_MAX_PENDING_TRIALS_PG"]}))
+        tuner = build_tuner(plan, args, callbacks, tracking, out)
+        t0 = time.time()
+        missed = {}
+        if client:
+            def relayed(kind, value):
+                if kind == "line":
+                    out(value)
+                elif kind == "peak":
+                    progress.peak_concurrent = max(progress.peak_concurrent, int(value))
+                elif kind == "deferred" and tracking:
+                    tracking.deferred = [tuple(u) for u in value]
+                elif kind == "missed":
+                    missed.update(value)
+
+            with RelayListener(RELAY_PREFIX + plan.name, relayed):
+                results = tuner.fit()
+        else:
+            results = tuner.fit()
+        out(f"study finished in {time.time() - t0:.0f}s; at most {progress.peak_concurrent} trials ran at once")
+        if tracking:  # what the writer holds, before settle looks for what MLflow lacks
+            missed.update(drain_writer(plan.name))
+        from search.report import summarize
+        summarize(plan, results, tracking, args, out=out)
+        if tracking:  # statuses kept during a server outage, metrics the writer could not send
+            tracking.settle(plan.study_dir, out=out, closed=missed)
+        status = "FINISHED"
+        return 0
+    except KeyboardInterrupt:
+        status = "KILLED"
+        out("interrupted: finished trials are kept; resume with --resume --name " + plan.name)
+        return 130
+    finally:
+        if tracking:
+            _close_tracking(tracking, plan, status, out)
+        ray.shutdown()
+
+
+def _close_tracking(tracking, plan: Plan, status: str, out) -> None:
+    from search.tracking import drain_writer
+    try:
+        if status != "FINISHED":  # interrupted or failed: keep the stopped trials' last batches
+            drain_writer(plan.name, deadline_s=2.0)
+        tracking.close(status)
+    except BaseException as e:  # the server may be gone; the study's results are on disk regardless
+        out(f"warning: could not close the MLflow runs: {e!r}")
+
