@@ -62,6 +62,10 @@ def parse_args(argv=None):
     p.add_argument("--dry-run", action="store_true", help="print the resolved plan and start nothing")
     p.add_argument("--smoke-test", action="store_true", help="digits, small model, 2 epochs, 4 trials")
     p.add_argument("--top", type=int, default=10, help="rows in the summary table")
+    p.add_argument("--metric", help="what the search optimises: one reported metric, or two separated by a comma "
+                                    "(a two-objective study; ASHA stops on the first). Default: the space's")
+    p.add_argument("--mode", help="min or max for each --metric, comma-separated (default: min for errors, NLL, ECE; "
+                                  "max for F1)")
     args = p.parse_args(argv)
     if args.smoke_test:
         for k, v in SMOKE.items():
@@ -92,6 +96,16 @@ class Plan:
     configs: list  # every grid cell's config, or a sample of TPE configs (validated)
     space_options: dict
     resolved_configs: list  # the same configs as TrainConfig, defaults filled in
+    metrics: list = dataclasses.field(default_factory=lambda: ["val_error"])  # the first decides for ASHA
+    modes: list = dataclasses.field(default_factory=lambda: ["min"])
+
+    @property
+    def metric(self) -> str:
+        return self.metrics[0]
+
+    @property
+    def mode(self) -> str:
+        return self.modes[0]
 
 
 def _space_options(args) -> dict:
@@ -151,8 +165,86 @@ def _check_address_form(address: str) -> None:
             raise UsageError(f"--address {e}") from None
 
 
+# (flag, smallest allowed value) of the numeric flags that the other checks do not cover
+MINIMUMS = (("top", 1), ("max_failures", 0), ("num_cpus", 1), ("num_gpus", 0), ("max_concurrent", 1), ("seed", 0))
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "file", "http", "https", "databricks")
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+=@")
+
+
+def _check_flags(args) -> None:
+    for flag, low in MINIMUMS:
+        v = getattr(args, flag, None)
+        if v is not None and v < low:
+            raise UsageError(f"--{flag.replace('_', '-')}={v} must be >= {low}")
+    if not args.experiment.strip():
+        raise UsageError(f"--experiment {args.experiment!r}: an MLflow experiment needs a non-empty name")
+    if args.name is not None and (not args.name or set(args.name) - NAME_CHARS or args.name.startswith(".")):
+        raise UsageError(f"--name {args.name!r}: a study name is a folder name: letters, digits and - _ . + = @, "
+                         "not starting with a dot")
+
+
+def _writable_folder(path: Path, what: str) -> None:
+    """`path` exists as a writable folder or can be made: a temporary folder is made (and removed) in its nearest
+    existing ancestor, so a dry run leaves nothing behind."""
+    import tempfile
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        Path(tempfile.mkdtemp(dir=probe, prefix=".aikd-probe-")).rmdir()
+    except OSError as e:
+        raise UsageError(f"{what} {path}: cannot be created or written ({e.strerror or e})") from None
+
+
+def check_storage(storage: str) -> None:
+    """A local folder that can be made and written, or an s3:// / gs:// URI with a bucket."""
+    if "://" in storage:
+        scheme, _, rest = storage.partition("://")
+        if scheme not in ("s3", "gs", "gcs") or not rest.split("/")[0]:
+            raise UsageError(f"--storage {storage}: a URI must be s3://BUCKET/PATH or gs://BUCKET/PATH")
+        return
+    _writable_folder(Path(storage), "--storage")
+
+
+def check_tracking_uri(uri: str) -> None:
+    """A scheme MLflow can track to; for a SQLite or file store, a folder the database can be written in."""
+    scheme = uri.partition("://")[0].split("+")[0] if "://" in uri else ""
+    if scheme and scheme not in TRACKING_SCHEMES:
+        raise UsageError(f"--mlflow-uri {uri}: scheme {scheme!r} is not one MLflow tracks to; allowed: "
+                         + ", ".join(TRACKING_SCHEMES) + " (or a local folder)")
+    if scheme == "sqlite":
+        _writable_folder(Path(uri[len("sqlite:///"):]).parent, "--mlflow-uri")
+    elif scheme == "file" or not scheme:
+        _writable_folder(Path(uri[len("file://"):] if scheme else uri), "--mlflow-uri")
+
+
+def reserve_study_dir(plan: Plan, args) -> None:
+    """Make the study's folder, so that studies started together never share one: a default name that another
+    study took in the same second gets a suffix; a --name that names a finished or running study is refused."""
+    if "://" in plan.study_dir or args.resume:
+        return
+    root, base = Path(plan.storage), plan.name
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 1000):
+        name = base if i == 1 else f"{base}-{i}"
+        try:
+            (root / name).mkdir()
+        except FileExistsError:
+            if args.name:
+                if (root / name / "study.json").exists():
+                    raise UsageError(f"--name {name}: a study of that name is in {root}; pick another name, or "
+                                     f"--resume it") from None
+                return
+            continue
+        plan.name, plan.study_dir = name, str(root / name)
+        return
+
+
 def build_plan(args) -> Plan:
     from trainables.resources import ResourceError, check_cpus_per_trial, check_gpus_per_trial
+    _check_flags(args)
     options = _space_options(args)
     space = _load_space(args, options)
     searcher = args.searcher or space.searcher
@@ -193,8 +285,10 @@ def build_plan(args) -> Plan:
         raise UsageError(f"--seeds={args.seeds} must be >= 1")
     if args.num_samples is not None and args.num_samples < 1:
         raise UsageError(f"--num-samples={args.num_samples} must be >= 1")
-    if space.metric.startswith("val_") and resolved.data.val_fraction == 0:
-        raise UsageError(f"the search metric {space.metric} needs a validation split: data.val_fraction must be > 0")
+    metrics, modes = objectives(args, space)
+    for m in metrics:
+        if m.startswith("val_") and resolved.data.val_fraction == 0:
+            raise UsageError(f"the search metric {m} needs a validation split: data.val_fraction must be > 0")
     # every config the study will run must be valid: all grid cells, or a sample of the TPE space
     if space.is_grid:
         cells = space.grid_cells()
@@ -232,13 +326,43 @@ def build_plan(args) -> Plan:
     num_samples = len(cells) if space.is_grid else (args.num_samples or space.num_samples)
     name = args.name or f"{space.name}-{datetime.now():%Y%m%d-%H%M%S}"
     storage = args.storage if "://" in args.storage else str(Path(args.storage).resolve())
+    check_storage(storage)
     study_dir = f"{storage.rstrip('/')}/{name}"
     tracking_uri = None
     if not args.no_tracking:
         from search.store import resolve_tracking_uri
         tracking_uri = resolve_tracking_uri(args.mlflow_uri)
+        check_tracking_uri(tracking_uri)
     return Plan(space, base, searcher, scheduler, num_samples, epochs, grace, list(range(1, args.seeds + 1)), cpus,
-                gpus, storage, name, study_dir, tracking_uri, configs, options, resolved_configs)
+                gpus, storage, name, study_dir, tracking_uri, configs, options, resolved_configs, metrics, modes)
+
+
+def objectives(args, space) -> tuple[list[str], list[str]]:
+    """--metric / --mode: one or two metrics a trial reports, each with min or max."""
+    from trainables.protocol import EPOCH_METRICS, FINAL_ONLY
+    if not args.metric:
+        if args.mode and args.mode != space.mode:
+            raise UsageError(f"--mode {args.mode}: the space's metric {space.metric} is optimised "
+                             f"{space.mode}; pass --metric to optimise another")
+        return [space.metric], [space.mode]
+    metrics = [m.strip() for m in args.metric.split(",")]
+    allowed = EPOCH_METRICS + tuple(k for k in FINAL_ONLY if k != "temperature")
+    if len(metrics) > 2 or len(set(metrics)) != len(metrics):
+        raise UsageError(f"--metric {args.metric}: one metric, or two different ones separated by a comma")
+    for m in metrics:
+        if m not in allowed:
+            raise UsageError(f"--metric {m}: not a metric a trial reports; allowed: {', '.join(allowed)}")
+    if metrics[0] not in EPOCH_METRICS:
+        raise UsageError(f"--metric {metrics[0]}: the first metric is reported every epoch (ASHA stops on it); "
+                         f"{metrics[0]} is known only at the end: put it second")
+    if args.mode:
+        modes = [m.strip() for m in args.mode.split(",")]
+        if len(modes) != len(metrics) or set(modes) - {"min", "max"}:
+            raise UsageError(f"--mode {args.mode}: one of min, max for each of the {len(metrics)} metric(s) "
+                             f"{', '.join(metrics)}")
+    else:
+        modes = ["max" if m.endswith("_f1") else "min" for m in metrics]
+    return metrics, modes
 
 
 def print_plan(plan: Plan, args, out=print) -> None:
@@ -253,7 +377,8 @@ def print_plan(plan: Plan, args, out=print) -> None:
     params = ", ".join(s.outputs()) if s.params else "-"
     out(f"params      {params}")
     kind = f"{plan.num_samples} cells" if s.is_grid else f"{plan.num_samples} samples"
-    out(f"search      {plan.searcher} ({kind}) x {len(plan.seeds)} seed(s), metric {s.metric} ({s.mode})")
+    objective = ", ".join(f"{m} ({d})" for m, d in zip(plan.metrics, plan.modes))
+    out(f"search      {plan.searcher} ({kind}) x {len(plan.seeds)} seed(s), metric {objective}")
     sched = (f"ASHA max_t={plan.epochs} grace={plan.grace_period} reduction={args.reduction_factor:g}"
              if plan.scheduler else "none")
     out(f"scheduler   {sched}; epochs per trial {plan.epochs}")

@@ -28,7 +28,10 @@ from trainables.protocol import CELL_KEY, FAILURE_KEY, read_results, trial_train
 # Reading the study folder (no Ray needed)
 
 def collect_rows(study_dir: Path, epochs: int) -> list[dict]:
-    """One row per trial from Ray's trial folders: config, last metrics, epochs run and the outcome."""
+    """One row per trial from Ray's trial folders: config, last metrics, epochs run and the outcome (done, pruned,
+    failed, interrupted: cut short by a stopped study, which `--resume` continues; not started)."""
+    from search.resume import snapshot_trials
+    unfinished = {t for t, status in snapshot_trials(study_dir).items() if status not in ("TERMINATED", "ERROR")}
     rows = []
     for d in sorted(p for p in Path(study_dir).iterdir() if (p / "params.json").exists()):
         config = json.loads((d / "params.json").read_text())
@@ -38,6 +41,8 @@ def collect_rows(study_dir: Path, epochs: int) -> list[dict]:
         run = int(last.get("epoch", 0))
         if last.get(FAILURE_KEY) or (d / "error.txt").exists() and run < epochs:
             outcome = "failed"
+        elif run < epochs and d.name[len("trial_"):] in unfinished:
+            outcome = "interrupted"
         elif run < epochs:
             outcome = "pruned" if results else "not started"
         else:
@@ -60,11 +65,72 @@ def _varied_keys(space, rows) -> list[str]:
     return keys or sorted({k for r in rows for k in (r["cell"] or {})})
 
 
+def tie_break(metric: str) -> str:
+    """The metric that orders trials whose primary metric is equal (a few hundred validation images give few
+    distinct error values): the NLL of the same split for an error, else that split's error."""
+    split = metric.split("_")[0]
+    return f"{split}_nll" if metric.endswith("_error") else f"{split}_error"
+
+
+def _value(r, metric, sign):
+    v = r["metrics"].get(metric)
+    return sign * v if isinstance(v, (int, float)) and math.isfinite(v) else math.inf
+
+
 def leaderboard(space, rows, metric: str, mode: str) -> list[dict]:
+    """Finished trials first, then pruned ones; each by `metric`, ties by `tie_break(metric)` (both in `mode`)."""
     ranked = [r for r in rows if r["outcome"] in ("done", "pruned") and metric in r["metrics"]]
-    sign = 1 if mode == "min" else -1
-    ranked.sort(key=lambda r: (r["outcome"] != "done", sign * r["metrics"][metric]))
+    sign, second = (1 if mode == "min" else -1), tie_break(metric)
+    ranked.sort(key=lambda r: (r["outcome"] != "done", _value(r, metric, sign), _value(r, second, sign)))
     return ranked
+
+
+def pareto_front(rows, metrics: list[str], modes: list[str]) -> list[dict]:
+    """The finished trials no other finished trial dominates (as good in both metrics, better in one)."""
+    signs = [1 if m == "min" else -1 for m in modes]
+    done = [r for r in rows if r["outcome"] == "done"
+            and all(math.isfinite(_value(r, m, s)) for m, s in zip(metrics, signs))]
+    points = [tuple(_value(r, m, s) for m, s in zip(metrics, signs)) for r in done]
+
+    def dominated(p):
+        return any(all(q_i <= p_i for q_i, p_i in zip(q, p)) and q != p for q in points)
+    front = [r for r, p in zip(done, points) if not dominated(p)]
+    return sorted(front, key=lambda r: _value(r, metrics[0], signs[0]))
+
+
+def write_pareto(space, front, metrics, report_dir: Path) -> list[str]:
+    """The front as a table (pareto.md, pareto.csv) and a plot of every finished trial with the front marked."""
+    keys = _varied_keys(space, front)
+    header = [*metrics, *keys, "test_error", "trial_id"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    with open(report_dir / "pareto.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for r in front:
+            m = r["metrics"]
+            w.writerow([*[m.get(k) for k in metrics], *[r["config"].get(k) for k in keys], m.get("test_error"),
+                        r["trial_id"]])
+            lines.append("| " + " | ".join([*[_fmt(m.get(k)) for k in metrics], *[_short(r["config"].get(k))
+                                                                                   for k in keys],
+                                             _fmt(m.get("test_error")), r["trial_id"]]) + " |")
+    (report_dir / "pareto.md").write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def pareto_plot(rows, front, metrics, path: Path) -> None:
+    import matplotlib.pyplot as plt
+    done = [r for r in rows if r["outcome"] == "done"]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter([r["metrics"].get(metrics[0]) for r in done], [r["metrics"].get(metrics[1]) for r in done],
+               c="0.6", s=18, label="finished trials")
+    ax.plot([r["metrics"][metrics[0]] for r in front], [r["metrics"][metrics[1]] for r in front], "o-", c="C3",
+            label="Pareto front")
+    ax.set_xlabel(metrics[0])
+    ax.set_ylabel(metrics[1])
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def write_leaderboard(space, ranked, metric, path_csv: Path, path_md: Path, top: int) -> list[str]:
@@ -130,7 +196,7 @@ def optuna_plots(study_name: str, journal: Path, out_dir: Path) -> list[Path]:
     from optuna.visualization import matplotlib as ovm
 
     from search.searchers import load_study
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # e.g. "no complete trials": the summary says so
     study = load_study(study_name, journal)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     paths = []
@@ -172,32 +238,53 @@ def summarize(plan, results, tracking, args, out=print) -> dict:
     """Print and store the study summary; log it to the parent run."""
     study_dir = Path(plan.study_dir)
     return build_report(plan.space, study_dir, plan.name, plan.epochs, tracking, top=getattr(args, "top", 10),
-                        out=out)
+                        out=out, metrics=plan.metrics, modes=plan.modes)
 
 
-def build_report(space, study_dir: Path, name: str, epochs: int, tracking=None, top: int = 10, out=print) -> dict:
-    metric, mode = space.metric, space.mode
+def build_report(space, study_dir: Path, name: str, epochs: int, tracking=None, top: int = 10, out=print,
+                 metrics: list | None = None, modes: list | None = None) -> dict:
+    metrics, modes = list(metrics or [space.metric]), list(modes or [space.mode])
+    metric, mode = metrics[0], modes[0]
     rows = collect_rows(study_dir, epochs)
     ranked = leaderboard(space, rows, metric, mode)
     report_dir = study_dir / "report"
     report_dir.mkdir(exist_ok=True)
     lines = write_leaderboard(space, ranked, metric, report_dir / "leaderboard.csv", report_dir / "leaderboard.md",
                               top)
-    counts = {o: sum(r["outcome"] == o for r in rows) for o in ("done", "pruned", "failed", "not started")}
+    counts = {o: sum(r["outcome"] == o for r in rows) for o in ("done", "pruned", "failed", "interrupted",
+                                                                  "not started")}
     budget = len(rows) * epochs
     used = sum(r["epochs"] for r in rows)
     out("")
-    out(f"top trials by {metric} ({mode}); test metrics at the last epoch, mean +/- std over seeds:")
+    out(f"top trials by {metric} ({mode}), ties broken by {tie_break(metric)} ({mode}); test metrics at the last "
+        "epoch, mean +/- std over seeds:")
     for line in lines:
         out(line)
-    out(f"trials: {counts['done']} done, {counts['pruned']} pruned, {counts['failed']} failed; "
-        f"epochs run {used} of {budget} ({budget - used} saved by early stopping)")
-    summary = {"study": name, "space": space.name, "metric": metric, "mode": mode, "counts": counts,
-               "epochs_budget": budget, "epochs_run": used}
+    cut = f", {counts['interrupted']} interrupted (resumable)" if counts["interrupted"] else ""
+    saved = budget - used - sum(epochs - r["epochs"] for r in rows if r["outcome"] in ("interrupted", "not started"))
+    out(f"trials: {counts['done']} done, {counts['pruned']} pruned, {counts['failed']} failed{cut}; "
+        f"epochs run {used} of {budget} ({saved} saved by early stopping)")
+    summary = {"study": name, "space": space.name, "metric": metric, "mode": mode, "tie_break": tie_break(metric),
+               "metrics": metrics, "modes": modes, "counts": counts, "epochs_budget": budget, "epochs_run": used}
     best = next((r for r in ranked if r["outcome"] == "done"), None)
-    if best is not None:
-        best_cfg = {"config": best["config"], "seeds": best["seeds"], "trial_id": best["trial_id"],
-                    metric: best["metrics"].get(metric), "test_error": best["metrics"].get("test_error")}
+
+    def entry(r):
+        return {"config": r["config"], "seeds": r["seeds"], "trial_id": r["trial_id"],
+                **{k: r["metrics"].get(k) for k in (*metrics, tie_break(metric), "test_error")}}
+    front = pareto_front(rows, metrics, modes) if len(metrics) == 2 else []
+    if front:
+        out("")
+        out(f"Pareto front of {metrics[0]} ({modes[0]}) and {metrics[1]} ({modes[1]}): {len(front)} of "
+            f"{counts['done']} finished trials")
+        for line in write_pareto(space, front, metrics, report_dir):
+            out(line)
+        pareto_plot(rows, front, metrics, report_dir / "pareto.png")
+        summary["front"] = [entry(r) for r in front]
+        (study_dir / "best_config.json").write_text(json.dumps(
+            {"metrics": metrics, "modes": modes, "front": summary["front"]}, indent=1, sort_keys=True))
+        out(f"Pareto front: {study_dir / 'best_config.json'}")
+    elif best is not None:
+        best_cfg = {**entry(best), "tie_break": tie_break(metric)}
         (study_dir / "best_config.json").write_text(json.dumps(best_cfg, indent=1, sort_keys=True))
         summary["best"] = best_cfg
         out(f"best configuration: {study_dir / 'best_config.json'}")
@@ -214,6 +301,7 @@ def build_report(space, study_dir: Path, name: str, epochs: int, tracking=None, 
         try:
             for f in sorted(report_dir.iterdir()):
                 tracking.log_artifact(f, "report")
+            tracking.log_best(summary)
             if best is not None:
                 with tempfile.TemporaryDirectory() as d:
                     w = best_weights(best, Path(d) / "best_model_weights.pt")
@@ -250,7 +338,8 @@ def main(argv=None) -> int:
         from search.tracking import StudyTracking
         tracking = StudyTracking(meta["tracking_uri"], meta["name"], meta.get("experiment", "aikd-search"))
         tracking.parent_run_id = meta["parent_run_id"]
-    build_report(space, study_dir, meta["name"], meta["epochs"], tracking, top=args.top)
+    build_report(space, study_dir, meta["name"], meta["epochs"], tracking, top=args.top, metrics=meta.get("metrics"),
+                 modes=meta.get("modes"))
     return 0
 
 

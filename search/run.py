@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python search/run.py` puts search/ first on sys.path, not the project
     sys.path.insert(0, str(ROOT))
 
-from search.plan import UsageError, build_plan, check_data, parse_args, print_plan  # noqa: E402
+from search.plan import UsageError, build_plan, check_data, parse_args, print_plan, reserve_study_dir  # noqa: E402
 
 
 def list_spaces() -> None:
@@ -36,6 +36,8 @@ def main(argv=None) -> int:
             args = args_from_study(args)
         plan = build_plan(args)
         data_note = check_data(plan, args)
+        if not args.dry_run:
+            reserve_study_dir(plan, args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

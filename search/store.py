@@ -49,3 +49,16 @@ def import_tracking_in_background(uri: str) -> threading.Thread:
     thread = threading.Thread(target=load, daemon=True, name="mlflow-import")
     thread.start()
     return thread
+
+
+def store_lock(uri: str):
+    """A file lock beside a SQLite store: creating (or upgrading) its schema from two processes at once fails in
+    one of them ("table ... already exists"). Other stores need none (a server serialises its own)."""
+    import contextlib
+
+    from filelock import FileLock
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(path) + ".lock", timeout=300)
+    return contextlib.nullcontext()

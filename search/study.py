@@ -5,7 +5,10 @@ Tuner (Optuna proposing, ASHA stopping, fractional resources), the summary, and 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -16,10 +19,86 @@ from trainables.protocol import CELL_KEY, STUDY_KEY, study_config
 
 
 def quiet_libraries() -> None:
+    """Keep what a user cannot act on off the console: Tune's own interruption advice (a `Tuner.restore` call,
+    where ours is `--resume`), Optuna's per-trial notes."""
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours (Interruption) stops Tune the same way
+    logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)
     import optuna
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+class Interruption:
+    """SIGINT (Ctrl-C) and SIGTERM (a cluster scheduler's stop) end a study cleanly.
+
+    While Tune runs, the first signal asks Tune to stop the way its own Ctrl-C handler does (its SIGUSR1 handler):
+    the trials are stopped where they are, Tune saves the experiment state one last time and `fit()` returns, so
+    `--resume` continues the cut-short trials from their checkpoints. A second signal while that happens is
+    ignored (the state being written is what makes the study resumable); a third exits at once, leaving the study
+    as resumable as after a SIGKILL. Before Tune runs, the first signal stops the start-up
+    (KeyboardInterrupt)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, out=print):
+        self.out, self.signal, self.count, self.tuning = out, None, 0, False
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signal or signal.SIGINT)
+
+    def _handle(self, sig, frame):
+        self.count += 1
+        if self.count == 1:
+            self.signal = sig
+            stop_tune = signal.getsignal(signal.SIGUSR1)
+            if self.tuning and callable(stop_tune):
+                self.out(f"{signal.Signals(sig).name}: stopping the trials and saving the study's state ...")
+                stop_tune(signal.SIGUSR1, frame)
+                return
+            raise KeyboardInterrupt
+        if self.count == 2:
+            self.out("still saving the study's state (so that it can be resumed); a third signal quits at once")
+            return
+        os._exit(self.exit_code)
+
+
+def resume_command(plan: Plan) -> str:
+    return shlex.join(["python", "search/run.py", "--resume", "--name", plan.name, "--storage", plan.storage])
+
+
+def record_interrupted(plan: Plan, tracking, out) -> tuple[int, int]:
+    """After an interrupted `fit()`: which trials Tune's last snapshot holds as unfinished (it resumes them), marked
+    so in the Optuna journal (user attribute `interrupted`, the trial stays RUNNING: `--resume` continues it) and,
+    through `tracking.close`, in MLflow. Returns (finished, planned) trials."""
+    from search.resume import snapshot_trials
+    from search.searchers import RAY_TRIAL_ATTR, load_study
+    snapshot = snapshot_trials(Path(plan.study_dir))
+    cut = {t for t, status in snapshot.items() if status not in ("TERMINATED", "ERROR")}
+    journal = Path(plan.study_dir) / "optuna.journal"
+    if cut and journal.exists():
+        try:
+            study = load_study(plan.name, journal)
+            for t in study.get_trials(deepcopy=False):
+                if t.user_attrs.get(RAY_TRIAL_ATTR) in cut and not t.state.is_finished():
+                    study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        except Exception as e:  # the journal stays as it is: resume reconciles it anyway
+            out(f"warning: could not mark the interrupted trials in the Optuna journal: {e}")
+    if tracking is not None:
+        tracking.interrupted = sorted(cut)
+    return len(snapshot) - len(cut), max(plan.num_samples, len(snapshot))
 
 
 def _trial_dirname(trial) -> str:
@@ -29,7 +108,7 @@ def _trial_dirname(trial) -> str:
 def param_space(plan: Plan) -> dict:
     """The config every trial gets (trainables/protocol.py); a grid study's cells are Tune's grid."""
     from ray import tune
-    ps = {STUDY_KEY: study_config(plan.base, plan.seeds, plan.name, plan.space.metric)}
+    ps = {STUDY_KEY: study_config(plan.base, plan.seeds, plan.name, plan.metric)}
     if plan.space.is_grid:
         ps[CELL_KEY] = tune.grid_search(plan.space.grid_cells())
     return ps
@@ -40,6 +119,7 @@ def study_params(plan: Plan, args) -> dict:
     return {"space": plan.space.name, "searcher": plan.searcher, "scheduler": plan.scheduler or "none",
             "seeds": plan.seeds, "num_samples": plan.num_samples, "epochs": plan.epochs,
             "grace_period": plan.grace_period, "reduction_factor": args.reduction_factor,
+            "metric": ",".join(plan.metrics), "mode": ",".join(plan.modes),
             "cpus_per_trial": plan.cpus, "gpus_per_trial": plan.gpus,
             **{f"base.{k}": v for k, v in plan.base.items()}}
 
@@ -49,6 +129,7 @@ def write_study_json(plan: Plan, args, parent_run_id: str | None) -> None:
     Path(plan.study_dir, "study.json").write_text(json.dumps(
         {"name": plan.name, "space": plan.space.name, "space_options": plan.space_options,
          "searcher": plan.searcher, "base": plan.base, "seeds": plan.seeds, "epochs": plan.epochs,
+         "metrics": plan.metrics, "modes": plan.modes,
          "tracking_uri": plan.tracking_uri, "experiment": args.experiment, "parent_run_id": parent_run_id,
          "argv": getattr(args, "argv", None) or sys.argv}, indent=1))
 
@@ -71,7 +152,7 @@ def build_tuner(plan: Plan, args, callbacks: list, tracking, out):
                                         num_samples=plan.num_samples)
     scheduler = None
     if plan.scheduler == "asha":
-        scheduler = ASHAScheduler(time_attr="epoch", metric=plan.space.metric, mode=plan.space.mode,
+        scheduler = ASHAScheduler(time_attr="epoch", metric=plan.metric, mode=plan.mode,
                                   max_t=plan.epochs, grace_period=plan.grace_period,
                                   reduction_factor=args.reduction_factor)
     run_config = tune.RunConfig(
@@ -98,9 +179,11 @@ def run_study(args, plan: Plan, out=print) -> int:
     # threads importing the same package can each see the other's half-initialised modules.
     importing = import_tracking_in_background(plan.tracking_uri) if plan.tracking_uri else None
     quiet_libraries()
-    ray = connect(args)
-    tracking, status = None, "FAILED"
+    stop = Interruption(out)
+    stop.__enter__()
+    tracking, status, ray = None, "FAILED", None
     try:
+        ray = connect(args)
         if importing is not None:
             importing.join()
         from search.client import RELAY_PREFIX, DriverRelay, RelayListener, TuneEnvironment, is_client
@@ -132,7 +215,7 @@ def run_study(args, plan: Plan, out=print) -> int:
         # count comes back to this driver through the relay.
         client = is_client()
         relay = DriverRelay(RELAY_PREFIX + plan.name) if client else None
-        progress = ProgressCallback(plan.space.metric, plan.space.mode, plan.epochs, out=print if client else out,
+        progress = ProgressCallback(plan.metric, plan.mode, plan.epochs, out=print if client else out,
                                     relay=relay)
         callbacks = [progress]
         if tracking:
@@ -142,6 +225,7 @@ def run_study(args, plan: Plan, out=print) -> int:
         tuner = build_tuner(plan, args, callbacks, tracking, out)
         t0 = time.time()
         missed = {}
+        stop.tuning = True
         if client:
             def relayed(kind, value):
                 if kind == "line":
@@ -157,23 +241,36 @@ def run_study(args, plan: Plan, out=print) -> int:
                 results = tuner.fit()
         else:
             results = tuner.fit()
-        out(f"study finished in {time.time() - t0:.0f}s; at most {progress.peak_concurrent} trials ran at once")
+        stop.tuning = False
+        if stop.signal is None:
+            out(f"study finished in {time.time() - t0:.0f}s; at most {progress.peak_concurrent} trials ran at once")
+        else:
+            finished, planned = record_interrupted(plan, tracking, out)
         if tracking:  # what the writer holds, before settle looks for what MLflow lacks
             missed.update(drain_writer(plan.name))
         from search.report import summarize
         summarize(plan, results, tracking, args, out=out)
         if tracking:  # statuses kept during a server outage, metrics the writer could not send
             tracking.settle(plan.study_dir, out=out, closed=missed)
+        if stop.signal is not None:
+            status = "KILLED"
+            out(f"interrupted after {finished} of {planned} trials ({signal.Signals(stop.signal).name}); "
+                f"the others continue from their checkpoints with: {resume_command(plan)}")
+            return stop.exit_code
         status = "FINISHED"
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before Tune ran (start-up), or Ray Client's fit
         status = "KILLED"
-        out("interrupted: finished trials are kept; resume with --resume --name " + plan.name)
-        return 130
+        can_resume = (Path(plan.study_dir) / "tuner.pkl").exists()
+        out("interrupted " + (f"; resume with: {resume_command(plan)}" if can_resume
+                              else "before any trial started; nothing to resume"))
+        return stop.exit_code
     finally:
         if tracking:
             _close_tracking(tracking, plan, status, out)
-        ray.shutdown()
+        if ray is not None:
+            ray.shutdown()
+        stop.__exit__(None, None, None)
 
 
 def _close_tracking(tracking, plan: Plan, status: str, out) -> None:

@@ -30,8 +30,9 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from search.child_run import TRIAL_TAG, ChildRun, find_child, log_params, retry
-from search.store import fail_fast_http, is_local_store
+from search.store import fail_fast_http, is_local_store, store_lock
 from trainables.protocol import (
+    CELL_KEY,
     FAILURE_KEY,
     RELIABILITY_KEY,
     TAGS_KEY,
@@ -43,6 +44,7 @@ from trainables.protocol import (
     seed_configs,
 )
 
+KIND_TAG = "mlflow.experimentKind"  # "custom_model_development": the UI's model-training view
 WRITER_TAG = "mlflow_writer"  # on every child run: "driver", the one writer
 DEFAULT_EXPERIMENT = "aikd-search"
 
@@ -67,6 +69,8 @@ def _git_commit() -> str:
 class StudyTracking:
     deferred: tuple = ()  # (class defaults: a tracker pickled by an older version, restored on --resume)
     _last_flush = 0.0
+    interrupted: list | None = None  # the trials an interrupted study cut short (study.record_interrupted)
+    _was_interrupted = False  # the parent run found on --resume says its study was interrupted
 
     def __init__(self, uri: str, study_name: str, experiment: str = DEFAULT_EXPERIMENT,
                  artifact_root: Path | None = None):
@@ -75,13 +79,22 @@ class StudyTracking:
         self.client = MlflowClient(tracking_uri=uri)
         self.deferred: list[tuple] = []  # trial status updates the server did not take (yet)
         self._last_flush = 0.0
-        exp = retry(lambda: self.client.get_experiment_by_name(experiment))
-        if exp is None:
-            location = artifact_root.resolve().as_uri() if (artifact_root and is_local_store(uri)) else None
-            self.experiment_id = retry(lambda: self.client.create_experiment(experiment, artifact_location=location))
-        else:
-            self.experiment_id = exp.experiment_id
+        location = artifact_root.resolve().as_uri() if (artifact_root and is_local_store(uri)) else None
+        with store_lock(uri):  # studies started together: one creates the store's schema and the experiment
+            self.experiment_id = self._experiment(experiment, location)
         self.parent_run_id: str | None = None
+
+    def _experiment(self, name: str, location: str | None) -> str:
+        exp = retry(lambda: self.client.get_experiment_by_name(name))
+        if exp is None:
+            try:
+                self.client.create_experiment(name, artifact_location=location)
+            except Exception:  # another driver made it in the meantime (a server: no file lock between us)
+                pass
+            exp = retry(lambda: self.client.get_experiment_by_name(name))
+        if KIND_TAG not in exp.tags:  # MLflow 3 opens an untagged experiment in its GenAI view
+            retry(lambda: self.client.set_experiment_tag(exp.experiment_id, KIND_TAG, "custom_model_development"))
+        return exp.experiment_id
 
     def start_parent(self, params: dict, tags: dict) -> str:
         """The study's parent run; an existing one (same study name) is reused on resume."""
@@ -93,6 +106,7 @@ class StudyTracking:
         all_tags = {k: str(v) for k, v in all_tags.items()}  # the REST store rejects non-string tag values
         if found:
             self.parent_run_id = found[0].info.run_id
+            self._was_interrupted = found[0].data.tags.get("interrupted") == "true"
             retry(lambda: self.client.update_run(self.parent_run_id, status="RUNNING"))
             retry(lambda: self.client.log_batch(self.parent_run_id, tags=[RunTag("resumed", "true")]))
             return self.parent_run_id
@@ -235,13 +249,39 @@ class StudyTracking:
         return len(metrics)
 
     def close(self, status: str = "FINISHED") -> None:
-        """End the parent; any child still RUNNING (interrupted study) becomes KILLED."""
+        """End the parent; any child still RUNNING (interrupted study) becomes KILLED. The runs of an interrupted
+        study and of its cut-short trials carry `interrupted=true` until a `--resume` finishes them."""
         self.flush_deferred(deadline_s=30)
+        cut = set(self.interrupted or ())
         for run in self.children():
+            rid = run.info.run_id
             if run.info.status == "RUNNING":
-                retry(lambda r=run: self.client.set_terminated(r.info.run_id, status="KILLED"))
+                if run.data.tags.get(TRIAL_TAG) in cut:
+                    retry(lambda r=rid: self.client.set_tag(r, "interrupted", "true"))
+                retry(lambda r=rid: self.client.set_terminated(r, status="KILLED"))
+            elif run.data.tags.get("interrupted") == "true" and status == "FINISHED":
+                retry(lambda r=rid: self.client.delete_tag(r, "interrupted"))
         if self.parent_run_id:
+            if self.interrupted is not None:
+                retry(lambda: self.client.set_tag(self.parent_run_id, "interrupted", "true"))
+            elif status == "FINISHED" and self._was_interrupted:
+                retry(lambda: self.client.delete_tag(self.parent_run_id, "interrupted"))
             retry(lambda: self.client.set_terminated(self.parent_run_id, status=status))
+
+    def log_best(self, summary: dict) -> None:
+        """The summary's best trial (or Pareto front) on the parent run, ranked as the summary ranks it."""
+        best = summary.get("best")
+        tags = {"ranking": f"{summary['metric']} ({summary['mode']}), ties by {summary['tie_break']}"}
+        metrics = []
+        if best:
+            tags["best_trial_id"] = best["trial_id"]
+            metrics = [Metric(f"best_{k}", float(best[k]), int(time.time() * 1000), 0)
+                       for k in (summary["metric"], summary["tie_break"], "test_error")
+                       if isinstance(best.get(k), (int, float)) and math.isfinite(best[k])]
+        if summary.get("front"):
+            tags["pareto_front"] = ",".join(r["trial_id"] for r in summary["front"])[:5000]
+        retry(lambda: self.client.log_batch(self.parent_run_id, metrics=metrics,
+                                            tags=[RunTag(k, v) for k, v in tags.items()]))
 
     def log_artifact(self, path, artifact_path: str | None = None, run_id: str | None = None) -> None:
         retry(lambda: self.client.log_artifact(run_id or self.parent_run_id, str(path), artifact_path))
@@ -290,6 +330,20 @@ class JobThread:
         done = threading.Event()
         self._jobs.put(done.set)
         return done.wait(timeout=timeout)
+
+
+def run_name(trial_id: str, config: dict) -> str:
+    """A child run's name for a person: Tune's trial number and the values searched, e.g. `t07 omega=0.05 tau_g=4`
+    (MLflow's default, the trainable's name and a hash, says nothing)."""
+    number = trial_id.rsplit("_", 1)[-1]
+    head = f"t{int(number):02d}" if number.isdigit() else trial_id[:8]
+    searched = {**(config.get(CELL_KEY) or {}),
+                **{k: v for k, v in config.items() if "." in k and "__" not in k}}
+    def label(k):  # the key's last part (`method.name`: its section)
+        section, _, last = k.rpartition(".")
+        return section if last == "name" else last
+    parts = [f"{label(k)}={v:.3g}" if isinstance(v, float) else f"{label(k)}={v}" for k, v in searched.items()]
+    return " ".join([head, *parts])[:250]
 
 
 class _Trial:
@@ -355,7 +409,8 @@ class TrialWriter:
         if trial.child is None:
             cfgs, seeds = seed_configs(config)
             trial.config = cfgs[0].to_dict()
-            trial.child = ChildRun(self.tracking.trial_info(), trial_id, trial_name, run_params(cfgs[0], seeds),
+            trial.child = ChildRun(self.tracking.trial_info(), trial_id, run_name(trial_id, config),
+                                   run_params(cfgs[0], seeds),
                                    tags={**tags, "study": self.tracking.study_name, WRITER_TAG: "driver"},
                                    started=trial.started)
         elif opening["tags"]:  # the trial's next attempt (a retry, perhaps on another node): `resumed` now
