@@ -13,6 +13,21 @@ def global_average_pool(x: Tensor) -> Tensor:
     return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 
+def stage_outputs(x: Tensor, stages) -> list[Tensor]:
+    """Run `stages` in order on `x`; the output of each (the features methods such as FRSKD read)."""
+    features = []
+    for stage in stages:
+        x = stage(x)
+        features.append(x)
+    return features
+
+
+def classify(fc: nn.Module, pooled: Tensor, return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """The logits of a pooled feature vector, and the vector itself when asked (Recall@1 reads it)."""
+    logits = fc(pooled)
+    return (logits, pooled) if return_pooled else logits
+
+
 class Backbone(nn.Module):
     """A classifier split into stages and a head: `forward(x) == forward_head(forward_features(x))`.
 

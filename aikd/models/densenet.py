@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.models.densenet import DenseNet as TorchvisionDenseNet
 
-from .base import Backbone, global_average_pool
+from .base import Backbone, classify, global_average_pool
 from .registry import register_model
 
 GROWTH_RATE = 32
@@ -85,8 +85,7 @@ class DenseNet121Cifar(Backbone):
 
     def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         pooled = global_average_pool(F.relu(self.bn(features[-1])))
-        logits = self.linear(pooled)
-        return (logits, pooled) if return_pooled else logits
+        return classify(self.linear, pooled, return_pooled)
 
 
 class DenseNet121ImageNetStem(Backbone, TorchvisionDenseNet):
@@ -123,8 +122,7 @@ class DenseNet121ImageNetStem(Backbone, TorchvisionDenseNet):
 
     def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         pooled = global_average_pool(F.relu(self.features.norm5(features[-1])))
-        logits = self.classifier(pooled)
-        return (logits, pooled) if return_pooled else logits
+        return classify(self.classifier, pooled, return_pooled)
 
 
 @register_model

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Backbone, global_average_pool
+from .base import Backbone, classify, global_average_pool, stage_outputs
 from .registry import register_model
 
 
@@ -62,16 +62,11 @@ class PreActResNet18(Backbone):
 
     def forward_features(self, x: Tensor) -> list[Tensor]:
         out = F.relu(self.bn1(self.conv1(x)))
-        features = []
-        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
-            out = stage(out)
-            features.append(out)
-        return features
+        return stage_outputs(out, (self.layer1, self.layer2, self.layer3, self.layer4))
 
     def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         pooled = global_average_pool(features[-1])
-        logits = self.linear(pooled)
-        return (logits, pooled) if return_pooled else logits
+        return classify(self.linear, pooled, return_pooled)
 
 
 @register_model

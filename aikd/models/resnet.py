@@ -12,7 +12,7 @@ from torch import Tensor
 from torchvision.models.resnet import BasicBlock as TorchvisionBasicBlock
 from torchvision.models.resnet import ResNet as TorchvisionResNet
 
-from .base import Backbone, global_average_pool
+from .base import Backbone, classify, global_average_pool, stage_outputs
 from .registry import register_model
 
 RESNET18_STAGE_CHANNELS = [64, 128, 256, 512]
@@ -31,16 +31,11 @@ class ResNet18ImageNetStem(Backbone, TorchvisionResNet):
 
     def forward_features(self, x: Tensor) -> list[Tensor]:
         out = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        features = []
-        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
-            out = stage(out)
-            features.append(out)
-        return features
+        return stage_outputs(out, (self.layer1, self.layer2, self.layer3, self.layer4))
 
     def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         pooled = global_average_pool(features[-1])
-        logits = self.fc(pooled)
-        return (logits, pooled) if return_pooled else logits
+        return classify(self.fc, pooled, return_pooled)
 
 
 class ReluInputBasicBlock(nn.Module):
@@ -92,16 +87,11 @@ class ResNet18CifarStem(Backbone):
 
     def forward_features(self, x: Tensor) -> list[Tensor]:
         out = self.bn1(self.conv1(x))  # the stem's ReLU is applied at the first block's input
-        features = []
-        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
-            out = stage(out)
-            features.append(out)
-        return features
+        return stage_outputs(out, (self.layer1, self.layer2, self.layer3, self.layer4))
 
     def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         pooled = global_average_pool(F.relu(features[-1]))
-        logits = self.fc(pooled)
-        return (logits, pooled) if return_pooled else logits
+        return classify(self.fc, pooled, return_pooled)
 
 
 @register_model

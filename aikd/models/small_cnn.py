@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn as nn
 from torch import Tensor
 
-from .base import Backbone, global_average_pool
+from .base import Backbone, classify, global_average_pool, stage_outputs
 from .registry import register_model
 
 
@@ -31,16 +31,11 @@ class SmallCNN(Backbone):
         self.fc = nn.Linear(in_channels, num_classes)
 
     def forward_features(self, x: Tensor) -> list[Tensor]:
-        features = []
-        for stage in self.stages:
-            x = stage(x)
-            features.append(x)
-        return features
+        return stage_outputs(x, self.stages)
 
     def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         pooled = global_average_pool(features[-1])
-        logits = self.fc(pooled)
-        return (logits, pooled) if return_pooled else logits
+        return classify(self.fc, pooled, return_pooled)
 
 
 @register_model

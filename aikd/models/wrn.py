@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Backbone, global_average_pool
+from .base import Backbone, classify, global_average_pool
 from .registry import register_model
 
 
@@ -86,8 +86,7 @@ class WideResNetFRSKD(Backbone):
 
     def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         pooled = global_average_pool(F.relu(features[-1]))
-        logits = self.fc(pooled)
-        return (logits, pooled) if return_pooled else logits
+        return classify(self.fc, pooled, return_pooled)
 
 
 @register_model
