@@ -47,8 +47,14 @@ class Interruption:
 
     def __enter__(self):
         for sig in self.SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handle)
+            self._previous.setdefault(sig, signal.signal(sig, self._handle))
         return self
+
+    def reinstall(self) -> None:
+        """After `ray.init`: Ray's core installs its own SIGTERM handler (it aborts the process), which must not
+        win over this one."""
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._handle)
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
@@ -184,6 +190,7 @@ def run_study(args, plan: Plan, out=print) -> int:
     tracking, status, ray = None, "FAILED", None
     try:
         ray = connect(args)
+        stop.reinstall()
         if importing is not None:
             importing.join()
         from search.client import RELAY_PREFIX, DriverRelay, RelayListener, TuneEnvironment, is_client
