@@ -76,11 +76,13 @@ class StudyTracking:
                  artifact_root: Path | None = None):
         self.uri, self.study_name = uri, study_name
         fail_fast_http()
-        self.client = MlflowClient(tracking_uri=uri)
         self.deferred: list[tuple] = []  # trial status updates the server did not take (yet)
         self._last_flush = 0.0
         location = artifact_root.resolve().as_uri() if (artifact_root and is_local_store(uri)) else None
-        with store_lock(uri):  # studies started together: one creates the store's schema and the experiment
+        # studies started together: one creates (or upgrades) the store's schema, which MlflowClient does at once,
+        # and the experiment
+        with store_lock(uri):
+            self.client = MlflowClient(tracking_uri=uri)
             self.experiment_id = self._experiment(experiment, location)
         self.parent_run_id: str | None = None
 
