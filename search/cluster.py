@@ -145,7 +145,7 @@ def client_env_vars() -> dict:
     """With ray:// the Tuner runs in an actor on the head (ray/tune/tuner.py), which sees the job's runtime_env, not
     this process's environment: the variables this driver sets for Tune and for MLflow go there too."""
     wanted = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0", "RAY_DEDUP_LOGS": "0",
-              "AIKD_MLFLOW_FLUSH_S": "10", **HTTP_DEFAULTS}
+              "RAY_AIR_NEW_OUTPUT": "0", "AIKD_MLFLOW_FLUSH_S": "10", **HTTP_DEFAULTS}
     return {k: os.environ.get(k, v) for k, v in wanted.items()}
 
 

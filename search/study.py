@@ -23,6 +23,7 @@ def quiet_libraries() -> None:
     where ours is `--resume`), Optuna's per-trial notes."""
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # its experiment box and TensorBoard hint print at verbose=0
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours (Interruption) stops Tune the same way
     logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)
     import optuna
