@@ -7,6 +7,11 @@ Raw vs mapped values: a parameter may suggest *raw* variables that are not confi
 `method.omega__u`, the simplex uniforms, the width ratio `critic.fc2__r`, the label of a joint grid cell) and maps
 them to *dotted config overrides* (`method.omega`, `method.alpha_g`, ...). Raw names that are not config keys always
 contain `RAW_SEP` ("__"); a raw name without it is the config key itself and its raw value is the config value.
+
+User-facing values go both ways: `Space.raw_of` inverts `map_raw` (a configuration a person wrote, such as the paper's
+best, becomes the raw point an Optuna study can enqueue), `Space.user_values` gives what a person reads for a raw
+point (the config keys plus a simplex's implied weight) and `Space.user_distributions` the ranges of those values, so
+that importance and parallel-coordinate plots can be computed over the names the user asked about.
 """
 
 from __future__ import annotations
@@ -102,11 +107,61 @@ def _close(a: Any, b: Any) -> bool:
     return a == b
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two config values are the same (floats to 1e-9 relative, tuples element-wise, True is not 1)."""
+    return _close(a, b)
+
+
 def _label(value: Any) -> str:
     """Optuna categorical choices must be primitives; a tuple value is represented by a readable label."""
     if isinstance(value, tuple):
         return ",".join(_label(v) for v in value)
     return repr(value) if isinstance(value, float) else str(value)
+
+
+class InexpressibleError(ValueError):
+    """A configuration that a space cannot produce (a value out of range, off the simplex, not a choice, missing).
+
+    `keys` names the offending dotted keys, so that a caller can say which ones (e.g. a warm start that is skipped)."""
+
+    def __init__(self, message: str, keys: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.keys = tuple(keys)
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InexpressibleError(f"{key}={value!r} is not a number", (key,))
+    return float(value)
+
+
+def _in_range(key: str, value: Any, low: float, high: float) -> float:
+    """`value` as a float in [low, high]; a value outside by rounding only is put on the bound."""
+    v = _number(key, value)
+    if _close(v, low):
+        return float(low)
+    if _close(v, high):
+        return float(high)
+    if not low <= v <= high:
+        raise InexpressibleError(f"{key}={value!r} is outside [{low:g}, {high:g}]", (key,))
+    return v
+
+
+def display_value(value: Any) -> Any:
+    """A float rounded to 12 significant digits (0.1 rather than the 0.10000000000000006 a round trip through the
+    raw coordinates gives), for what a person reads; other values unchanged (tuples element-wise)."""
+    value = freeze(value)
+    if isinstance(value, tuple):
+        return tuple(display_value(v) for v in value)
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.12g}")
+    return value
+
+
+def _need(values: Mapping[str, Any], key: str) -> Any:
+    if key not in values:
+        raise InexpressibleError(f"{key} is not given", (key,))
+    return values[key]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -162,6 +217,19 @@ class Param:
     def map(self, raw: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> dict[str, Any]:
         raise NotImplementedError
 
+    def raw_of(self, values: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Inverse of `map`: raw values whose mapping gives `values` (InexpressibleError if none does)."""
+        raise NotImplementedError
+
+    def user_values(self, raw: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What a person reads for this raw point: `map`'s values (a Simplex adds its implied weight)."""
+        return self.map(raw, context)
+
+    def user_distributions(self, values_of) -> dict[str, BaseDistribution]:
+        """Optuna distributions over the user-facing values of `outputs`. `values_of(key)` gives the finite set of
+        values another key can take (or None), which `Ratio` needs for the widths it divides."""
+        raise NotImplementedError
+
     def suggest(self, trial: optuna.trial.BaseTrial, context: Mapping[str, Any] | None = None) -> dict[str, Any]:
         raw = {name: suggest_raw(trial, name, dist) for name, dist in self.distributions().items()}
         return self.map(raw, context)
@@ -194,6 +262,12 @@ class Float(Param):
     def map(self, raw, context=None):
         return {self.key: float(raw[self.key])}
 
+    def raw_of(self, values, context=None):
+        return {self.key: _in_range(self.key, _need(values, self.key), self.low, self.high)}
+
+    def user_distributions(self, values_of):
+        return self.distributions()
+
 
 @dataclass(frozen=True)
 class Int(Param):
@@ -216,6 +290,15 @@ class Int(Param):
 
     def map(self, raw, context=None):
         return {self.key: int(raw[self.key])}
+
+    def raw_of(self, values, context=None):
+        v = _in_range(self.key, _need(values, self.key), self.low, self.high)
+        if v != int(v):
+            raise InexpressibleError(f"{self.key}={values[self.key]!r} is not an integer", (self.key,))
+        return {self.key: int(v)}
+
+    def user_distributions(self, values_of):
+        return self.distributions()
 
 
 @dataclass(frozen=True)
@@ -271,6 +354,39 @@ class Categorical(Param):
             return {self.key: value}
         return dict(zip(self.key, value))
 
+    def raw_of(self, values, context=None):
+        if isinstance(self.key, str):
+            wanted = freeze(_need(values, self.key))
+        else:
+            wanted = tuple(freeze(_need(values, k)) for k in self.key)
+        pairs = list(zip(self.raw_choices, self.choices))
+        for exact in (True, False):  # exact types first, as in value_of
+            for raw, choice in pairs:
+                if (type(choice) is type(wanted) and choice == wanted) if exact else _close(choice, wanted):
+                    return {self.raw_name: raw}
+        keys = self.outputs
+        raise InexpressibleError(f"{'+'.join(keys)}={wanted!r} is not one of {self.choices}", keys)
+
+    def values_of(self, key: str) -> tuple:
+        """The distinct values one output key takes, in choice order."""
+        i = self.outputs.index(key)
+        seen: list = []
+        for c in self.choices:
+            v = c if isinstance(self.key, str) else c[i]
+            if not any(type(v) is type(s) and v == s for s in seen):
+                seen.append(v)
+        return tuple(seen)
+
+    def user_distributions(self, values_of):
+        out = {}
+        for key in self.outputs:
+            vals = self.values_of(key)
+            if all(isinstance(v, _PRIMITIVE) for v in vals):
+                out[key] = CategoricalDistribution(vals)
+            else:  # tuples (e.g. critic.betas) are shown by their labels, as the raw choices are
+                out[key] = CategoricalDistribution(tuple(_label(v) for v in vals))
+        return out
+
     def cells(self) -> list[dict[str, Any]]:
         """Each choice as a dict of overrides, in the listed order."""
         if isinstance(self.key, str):
@@ -318,6 +434,21 @@ class ZeroInflatedLogUniform(Param):
     def map(self, raw, context=None):
         return {self.key: zlog_value(raw[self.raw_name], self.low, self.high, self.p_zero)}
 
+    def raw_of(self, values, context=None):
+        """0 -> u = p_zero / 2, the middle of the zero mass; v in [low, high] -> u = p_zero + (1 - p_zero) t with
+        t = log(v / low) / log(high / low)."""
+        v = _number(self.key, _need(values, self.key))
+        if v == 0:
+            if self.p_zero == 0:
+                raise InexpressibleError(f"{self.key}=0 needs p_zero > 0 (it is 0)", (self.key,))
+            return {self.raw_name: self.p_zero / 2}
+        v = _in_range(self.key, v, self.low, self.high)
+        t = math.log(v / self.low) / math.log(self.high / self.low)
+        return {self.raw_name: min(1.0, max(self.p_zero, self.p_zero + (1.0 - self.p_zero) * t))}
+
+    def user_distributions(self, values_of):
+        return {self.key: FloatDistribution(0.0, float(self.high))}  # no log axis: 0 is a value
+
 
 @dataclass(frozen=True)
 class Simplex(Param):
@@ -361,6 +492,36 @@ class Simplex(Param):
         comps = self.components(raw)
         return {k: comps[k] for k in self.store}
 
+    def user_values(self, raw, context=None):
+        return self.components(raw)
+
+    def raw_of(self, values, context=None):
+        """Inverse of `simplex_from_uniforms`: d_i = (alpha_i - l_i) / (1 - sum l), u1 = 1 - (1 - d1)^2,
+        u2 = d2 / (1 - d1) (any u2 when d1 = 1: 0). A missing component is 1 minus the other two."""
+        given = {k: _number(k, values[k]) for k in self.keys if k in values}
+        missing = [k for k in self.keys if k not in given]
+        if len(missing) > 1:
+            raise InexpressibleError(f"{self.name} needs two of {self.keys}, got {sorted(given)}", tuple(missing))
+        if missing:
+            given[missing[0]] = 1.0 - sum(given.values())
+        elif not _close(sum(given.values()), 1.0):
+            raise InexpressibleError(f"{self.name}: {given} do not sum to 1", self.keys)
+        free = 1.0 - sum(self.lower)
+        d = []
+        for k, lo in zip(self.keys, self.lower):
+            di = (given[k] - lo) / free
+            if di < -1e-9 or di > 1 + 1e-9:
+                raise InexpressibleError(f"{k}={given[k]:g} is outside [{lo:g}, {lo + free:g}]",
+                                         tuple(k2 for k2 in self.keys if k2 in values) or (k,))
+            d.append(min(1.0, max(0.0, di)))
+        u1 = min(1.0, max(0.0, 1.0 - (1.0 - d[0]) ** 2))
+        u2 = 0.0 if d[0] >= 1.0 else min(1.0, max(0.0, d[1] / (1.0 - d[0])))
+        return dict(zip(self.raw_names, (u1, u2)))
+
+    def user_distributions(self, values_of):
+        free = 1.0 - sum(self.lower)
+        return {k: FloatDistribution(lo, lo + free) for k, lo in zip(self.keys, self.lower) if k in self.store}
+
 
 @dataclass(frozen=True)
 class Ratio(Param):
@@ -390,6 +551,25 @@ class Ratio(Param):
         if context is None or self.of not in context:
             raise KeyError(f"{self.key} = {self.of} // r needs {self.of} to be resolved first")
         return {self.key: ratio_value(context[self.of], raw[self.raw_name])}
+
+    def raw_of(self, values, context=None):
+        wanted = _need(values, self.key)
+        if context is None or self.of not in context:
+            raise InexpressibleError(f"{self.key} = {self.of} // r needs {self.of}", (self.key, self.of))
+        of = context[self.of]
+        for r in self.ratios:  # the first ratio that gives it (two can, for widths below max(ratios))
+            if _close(ratio_value(of, r), wanted):
+                return {self.raw_name: r}
+        options = sorted({ratio_value(of, r) for r in self.ratios})
+        raise InexpressibleError(f"{self.key}={wanted!r} is not {self.of} // r for {self.of}={of} and r in "
+                                 f"{self.ratios} (possible: {options})", (self.key,))
+
+    def user_distributions(self, values_of):
+        widths = values_of(self.of)
+        if not widths:
+            raise ValueError(f"{self.key}: the values of {self.of} are not a finite set")
+        return {self.key: CategoricalDistribution(tuple(sorted({ratio_value(w, r) for w in widths
+                                                                   for r in self.ratios})))}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -553,6 +733,80 @@ class Space:
     def config(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Flat trial config: `base` updated with `overrides`."""
         return {**self.base, **dict(overrides or {})}
+
+    # -- user-facing values (see the module docstring) ---------------------------------------------------------
+
+    def raw_of(self, dotted: Mapping[str, Any]) -> dict[str, Any]:
+        """Inverse of `map_raw`: the raw point (e.g. for `study.enqueue_trial`) whose mapping gives `dotted`.
+
+        `dotted` must give every key of `outputs()` (a simplex may give any two of its three weights); another key is
+        accepted only if the space's base holds the same value. InexpressibleError (a ValueError naming every key
+        at fault) when the space cannot produce the configuration.
+        """
+        context = {**self.base, **dict(dotted)}
+        raw: dict[str, Any] = {}
+        problems: list[InexpressibleError] = []
+        for p in self.params:
+            try:
+                raw.update(p.raw_of(dotted, context))
+            except InexpressibleError as e:
+                problems.append(e)
+        implied = {k for p in self.params if isinstance(p, Simplex) for k in p.keys}
+        for key in sorted(set(dotted) - set(self.outputs()) - implied):
+            if key not in self.base or not _close(self.base[key], dotted[key]):
+                fixed = f"fixed at {self.base[key]!r}" if key in self.base else "not set by this space"
+                problems.append(InexpressibleError(f"{key}={dotted[key]!r} is not searched ({fixed})", (key,)))
+        if problems:
+            keys = tuple(k for e in problems for k in e.keys)
+            raise InexpressibleError(f"space {self.name} cannot express it: " + "; ".join(str(e) for e in problems),
+                                     keys)
+        return raw
+
+    def user_values(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """What a person reads for a raw point: `map_raw`'s dotted values plus a simplex's implied weight (alpha_ce),
+        `user_keys()` in order, floats rounded by `display_value`."""
+        out: dict[str, Any] = {}
+        for p in self.params:
+            out.update(p.user_values(raw, {**self.base, **out}))
+        return {k: display_value(v) for k, v in out.items()}
+
+    def user_keys(self) -> tuple[str, ...]:
+        """Keys of `user_values`: `outputs()` with every simplex weight, the implied one included."""
+        return tuple(k for p in self.params for k in (p.keys if isinstance(p, Simplex) else p.outputs))
+
+    def values_of(self, key: str) -> tuple | None:
+        """The finite set of values `key` takes in this space (a base value counts as one), or None."""
+        for p in self.params:
+            if key in p.outputs:
+                if isinstance(p, Categorical):
+                    return p.values_of(key)
+                if isinstance(p, Int) and p.high - p.low <= 4096:
+                    return tuple(range(p.low, p.high + 1))
+                return None
+        return (self.base[key],) if key in self.base else None
+
+    def user_distributions(self) -> dict[str, BaseDistribution]:
+        """Optuna distributions over the user-facing values of `outputs()` (the independent ones: a simplex's implied
+        weight is left out, its information is in the other two). A tuple value appears by its label."""
+        out: dict[str, BaseDistribution] = {}
+        for p in self.params:
+            out.update(p.user_distributions(self.values_of))
+        return out
+
+    def user_params(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """`map_raw(raw)` in the form `user_distributions()` holds (tuples as labels, floats rounded by
+        `display_value` and kept inside the range)."""
+        dists = self.user_distributions()
+        out = {}
+        for key, value in self.map_raw(raw).items():
+            dist = dists[key]
+            value = display_value(value)
+            if isinstance(value, tuple):
+                value = _label(value)
+            if isinstance(dist, FloatDistribution):
+                value = min(dist.high, max(dist.low, float(value)))
+            out[key] = value
+        return out
 
     def with_base(self, overrides: Mapping[str, Any]) -> "Space":
         """Copy with extra base overrides (e.g. the CLI's --dataset / --model)."""
