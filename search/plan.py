@@ -64,6 +64,11 @@ def parse_args(argv=None):
     p.add_argument("--top", type=int, default=10, help="rows in the summary table")
     p.add_argument("--metric", help="what the search optimises: one reported metric, or two separated by a comma "
                                     "(a two-objective study; ASHA stops on the first). Default: the space's")
+    p.add_argument("--warm-start", metavar="paper|none|STUDY",
+                   help="what the searcher tries first: paper (the paper's best configuration, then the method's "
+                        "defaults; the default where the space has a paper best), none, or a finished study of the "
+                        "same space under --storage (its trials seed the history on the same dataset, its best "
+                        "configurations go first on another)")
     p.add_argument("--mode", help="min or max for each --metric, comma-separated (default: min for errors, NLL, ECE; "
                                   "max for F1)")
     args = p.parse_args(argv)
@@ -98,6 +103,7 @@ class Plan:
     resolved_configs: list  # the same configs as TrainConfig, defaults filled in
     metrics: list = dataclasses.field(default_factory=lambda: ["val_error"])  # the first decides for ASHA
     modes: list = dataclasses.field(default_factory=lambda: ["min"])
+    warm_start: dict = dataclasses.field(default_factory=lambda: {"kind": "none"})
 
     @property
     def metric(self) -> str:
@@ -333,8 +339,41 @@ def build_plan(args) -> Plan:
         from search.store import resolve_tracking_uri
         tracking_uri = resolve_tracking_uri(args.mlflow_uri)
         check_tracking_uri(tracking_uri)
+    warm = warm_start(args, space, searcher, storage, resolved.data.dataset, metrics, modes)
     return Plan(space, base, searcher, scheduler, num_samples, epochs, grace, list(range(1, args.seeds + 1)), cpus,
-                gpus, storage, name, study_dir, tracking_uri, configs, options, resolved_configs, metrics, modes)
+                gpus, storage, name, study_dir, tracking_uri, configs, options, resolved_configs, metrics, modes,
+                warm)
+
+
+def warm_start(args, space, searcher: str, storage: str, dataset: str, metrics: list, modes: list) -> dict:
+    """--warm-start, checked: {"kind": "none" | "paper" | "study", ...}; a study must be a finished one of the same
+    space under --storage (or a study folder's path)."""
+    choice = args.warm_start
+    if searcher == "grid":
+        if choice not in (None, "none"):
+            raise UsageError(f"--warm-start {choice}: space {space.name!r} is a grid (every cell runs)")
+        return {"kind": "none"}
+    if choice is None:
+        return {"kind": "paper" if space.paper is not None and space.paper.best else "none"}
+    if choice in ("paper", "none"):
+        return {"kind": choice}
+    folder = Path(choice) if Path(choice).is_dir() else Path(storage) / choice
+    meta_path = folder / "study.json"
+    if "://" in storage or not meta_path.exists():
+        raise UsageError(f"--warm-start {choice}: no finished study of that name under {storage} (no {meta_path}); "
+                         "allowed: paper, none or a study's name")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("space") != space.name:
+        raise UsageError(f"--warm-start {choice}: that study searched space {meta.get('space')!r}, not "
+                         f"{space.name!r}")
+    same = meta.get("base", {}).get("data.dataset", dataset) == dataset
+    from search.searchers import check_seed_study
+    try:
+        check_seed_study(space, folder / "optuna.journal", meta["name"], space_name=meta["space"],
+                         metric=metrics, mode=modes, same_dataset=same)
+    except ValueError as e:
+        raise UsageError(f"--warm-start {choice}: {e}") from None
+    return {"kind": "study", "name": meta["name"], "journal": str(folder / "optuna.journal"), "same_dataset": same}
 
 
 def objectives(args, space) -> tuple[list[str], list[str]]:
@@ -386,6 +425,20 @@ def print_plan(plan: Plan, args, out=print) -> None:
         f"{args.max_concurrent or 'unlimited'}; workers {'reused' if args.reuse_actors else 'fresh per trial'}; "
         f"ray {'address ' + args.address if args.address else 'local'}")
     out(f"tracking    {plan.tracking_uri or 'off'} (experiment {args.experiment})")
+    for line in warm_start_lines(plan):
+        out(f"warm start  {line}")
+
+
+def warm_start_lines(plan: Plan) -> list[str]:
+    from search.searchers import warm_start_points
+    ws = plan.warm_start
+    if ws["kind"] == "paper":
+        return [line.removeprefix("warm start").lstrip(": ") for line in warm_start_points(plan.space).lines()]
+    if ws["kind"] == "study":
+        how = ("its completed trials seed the Optuna history" if ws["same_dataset"] else
+               "another dataset: its best configurations are enqueued first")
+        return [f"from study {ws['name']}: {how}"]
+    return ["none"]
 
 
 def check_data(plan: Plan, args) -> str:

@@ -187,37 +187,50 @@ def paper_table(space, rows) -> list[str]:
     return lines
 
 
-def optuna_plots(study_name: str, journal: Path, out_dir: Path) -> list[Path]:
-    """Parameter importances, parallel coordinates and optimisation history from the Optuna study."""
+def plot_study(space, study_name: str, journal: Path):
+    """The study the plots are computed on: the journal's trials with the user's names and values."""
+    from search.searchers import load_study, user_facing_study
+    return user_facing_study(space, load_study(study_name, journal))
+
+
+def optuna_plots(space, study_name: str, journal: Path, out_dir: Path) -> list[Path]:
+    """Parameter importances, parallel coordinates and optimisation history, computed on the study with the user's
+    names and values (method.omega, method.alpha_g, critic.fc2, ...), not the sampler's coordinates; with two
+    objectives, one set per objective."""
     if not journal.exists():
         return []
+    import warnings
+
     import matplotlib.pyplot as plt
     import optuna
     from optuna.visualization import matplotlib as ovm
 
-    from search.searchers import load_study
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # e.g. "no complete trials": the summary says so
-    study = load_study(study_name, journal)
+    study = plot_study(space, study_name, journal)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    names = list(study.metric_names or ["objective"])
+    targets = [(None, "")] if len(names) == 1 else [
+        (lambda t, i=i: t.values[i], f"_{n}") for i, n in enumerate(names)]
     paths = []
-    plots = [("optimization_history.png", ovm.plot_optimization_history),
-             ("parallel_coordinates.png", ovm.plot_parallel_coordinate)]
-    if len(done) >= 2:
-        plots.append(("param_importances.png", ovm.plot_param_importances))
-    for name, fn in plots:
-        try:
-            import warnings
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ax = fn(study)
-            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-            fig.set_size_inches(9, 5)
-            fig.tight_layout()
-            fig.savefig(out_dir / name, dpi=90)
-            plt.close(fig)
-            paths.append(out_dir / name)
-        except Exception as e:  # too few trials for a plot is not an error of the study
-            print(f"note: {name} skipped ({type(e).__name__}: {e})")
+    for target, suffix in targets:
+        kw = {} if target is None else {"target": target, "target_name": suffix[1:]}
+        plots = [(f"optimization_history{suffix}.png", ovm.plot_optimization_history),
+                 (f"parallel_coordinates{suffix}.png", ovm.plot_parallel_coordinate)]
+        if len(done) >= 2:
+            plots.append((f"param_importances{suffix}.png", ovm.plot_param_importances))
+        for name, fn in plots:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ax = fn(study, **kw)
+                fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+                fig.set_size_inches(9, 5)
+                fig.tight_layout()
+                fig.savefig(out_dir / name, dpi=90)
+                plt.close(fig)
+                paths.append(out_dir / name)
+            except Exception as e:  # too few trials for a plot is not an error of the study
+                print(f"note: {name} skipped ({type(e).__name__}: {e})")
     return paths
 
 
@@ -295,7 +308,7 @@ def build_report(space, study_dir: Path, name: str, epochs: int, tracking=None, 
         out("ours beside the paper (grid cells):")
         for line in ptable:
             out(line)
-    plots = optuna_plots(name, study_dir / "optuna.journal", report_dir)
+    plots = optuna_plots(space, name, study_dir / "optuna.journal", report_dir)
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     if tracking is not None:
         try:

@@ -141,6 +141,28 @@ def write_study_json(plan: Plan, args, parent_run_id: str | None) -> None:
          "argv": getattr(args, "argv", None) or sys.argv}, indent=1))
 
 
+def warm_start(plan: Plan, journal: Path, out) -> list[dict]:
+    """The raw points the searcher tries first; a study of the same dataset seeds the new study's history instead
+    (its trials are added to the journal before the searcher loads it)."""
+    import optuna
+
+    from search.searchers import journal_storage, seed_from_study, warm_start_points
+    ws = plan.warm_start
+    if ws["kind"] == "paper":
+        return warm_start_points(plan.space).points
+    if ws["kind"] != "study":
+        return []
+    ours = None
+    if ws["same_dataset"]:
+        ours = optuna.create_study(study_name=plan.name, storage=journal_storage(journal), load_if_exists=True,
+                                   directions=["minimize" if m == "min" else "maximize" for m in plan.modes])
+        ours.set_metric_names(list(plan.metrics))
+    seeded = seed_from_study(plan.space, ours, ws["journal"], ws["name"], ws["same_dataset"])
+    out(f"warm start: {seeded.seeded} trials of study {ws['name']} seed the history; "
+        f"{len(seeded.points)} of its configurations go first")
+    return seeded.points
+
+
 def build_tuner(plan: Plan, args, callbacks: list, tracking, out):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -154,9 +176,12 @@ def build_tuner(plan: Plan, args, callbacks: list, tracking, out):
         return restore_tuner(plan, trainable, tracking=tracking, out=out)
     search_alg = None
     if plan.searcher != "grid":
-        search_alg = make_optuna_search(plan.space, plan.searcher, args.seed, plan.name,
-                                        Path(plan.study_dir) / "optuna.journal", plan.epochs,
-                                        num_samples=plan.num_samples)
+        journal = Path(plan.study_dir) / "optuna.journal"
+        points = warm_start(plan, journal, out)
+        one = len(plan.metrics) == 1
+        search_alg = make_optuna_search(plan.space, plan.searcher, args.seed, plan.name, journal, plan.epochs,
+                                        num_samples=plan.num_samples, metric=plan.metric if one else plan.metrics,
+                                        mode=plan.mode if one else plan.modes, points_to_evaluate=points or None)
     scheduler = None
     if plan.scheduler == "asha":
         scheduler = ASHAScheduler(time_attr="epoch", metric=plan.metric, mode=plan.mode,

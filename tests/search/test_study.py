@@ -111,3 +111,81 @@ def test_quarter_gpu_trials_run_four_at_once(tmp_path, teacher_root):
     assert len(finished) == 4
     # Ray granted all four 0.25-GPU requests at the same moment (one logical GPU, 4 CPUs)
     assert "at most 4 trials ran at once" in out.stdout, out.stdout[-3000:]
+
+
+# ---- #17: what a study learns from, in the user's terms --------------------------------------------------------------
+
+def test_ties_broken_and_said_the_same_everywhere(study):
+    assert "ties broken by val_nll (min)" in study["stdout"]
+    best = json.loads((study["dir"] / "best_config.json").read_text())
+    assert best["tie_break"] == "val_nll" and "val_nll" in best
+    summary = json.loads((study["dir"] / "report" / "summary.json").read_text())
+    assert summary["best"]["trial_id"] == best["trial_id"]
+    c = MlflowClient(tracking_uri=study["uri"])
+    exp = c.get_experiment_by_name("aikd-search")
+    parent = c.search_runs([exp.experiment_id], filter_string="tags.role = 'study'")[0]
+    assert parent.data.tags["best_trial_id"] == best["trial_id"]
+    assert parent.data.metrics["best_val_error"] == pytest.approx(best["val_error"])
+    assert exp.tags.get("mlflow.experimentKind") == "custom_model_development"  # MLflow 3's model-training view
+    kids = c.search_runs([exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    for k in kids:  # named for a person: Tune's trial number, then the searched values
+        assert k.info.run_name.startswith("t") and "omega=" in k.info.run_name, k.info.run_name
+        assert "run_trial" not in k.info.run_name
+
+
+def test_plots_are_computed_on_the_users_names(study):
+    from search.report import plot_study
+    from spaces import get_space
+    space = get_space("aikd_ablation")
+    plotted = plot_study(space, "s1", study["dir"] / "optuna.journal")
+    names = set().union(*(t.params for t in plotted.trials))
+    assert names and names <= set(space.outputs()), names
+    assert not any("__" in n for n in names)  # no sampler coordinate (alpha_simplex__u2, method.omega__u, ...)
+    assert {"method.omega", "method.alpha_g", "critic.fc2"} <= names
+
+
+def test_warm_start_paper_is_the_first_trial(study):
+    from search.searchers import load_study
+    from spaces import get_space
+    first = load_study("s1", study["dir"] / "optuna.journal").trials[0]
+    paper = get_space("aikd_ablation").paper.best
+    for k, v in paper.items():
+        assert first.user_attrs[k] == pytest.approx(v), (k, first.user_attrs)
+    assert "warm start  1: paper best" in study["stdout"]
+
+
+def test_warm_start_from_a_finished_study_seeds_the_history(study, tmp_path, teacher_root):
+    from search.searchers import WARM_START_ATTR, load_study
+    storage = study["dir"].parent
+    out = run_cli([str(ROOT / "search/run.py"), "--space", "aikd_ablation", "--smoke-test", "--num-samples", "2",
+                   "--max-epochs", str(EPOCHS), "--storage", str(storage), "--name", "seeded", "--warm-start", "s1",
+                   "--no-tracking", "--set", f"teacher.root={teacher_root}"], cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "from study s1: its completed trials seed the Optuna history" in out.stdout
+    trials = load_study("seeded", storage / "seeded" / "optuna.journal").trials
+    seeded = [t for t in trials if t.user_attrs.get(WARM_START_ATTR, "").startswith("s1#")]
+    done_before = [t for t in load_study("s1", study["dir"] / "optuna.journal").trials if t.state.name == "COMPLETE"]
+    assert len(seeded) == len(done_before) > 0
+    assert len(trials) == len(seeded) + 2  # and the study's own two trials
+
+
+def test_two_objective_study_reports_its_pareto_front(tmp_path, teacher_root):
+    out = run_cli([str(ROOT / "search/run.py"), "--space", "aikd_ablation", "--smoke-test", "--num-samples", "6",
+                   "--metric", "val_error,val_ece", "--storage", str(tmp_path), "--name", "two",
+                   "--no-tracking", "--set", f"teacher.root={teacher_root}"], cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Pareto front of val_error (min) and val_ece (min)" in out.stdout
+    front = {r["trial_id"] for r in json.loads((tmp_path / "two" / "best_config.json").read_text())["front"]}
+    done = []
+    for d in (tmp_path / "two").glob("trial_*"):
+        last = read_results(d / "result.json")[-1]
+        if int(last["epoch"]) == 2:
+            done.append((last["trial_id"], last["val_error"], last["val_ece"]))
+    assert front and front <= {t for t, _, _ in done}
+
+    def dominates(a, b):
+        return a[1] <= b[1] and a[2] <= b[2] and (a[1], a[2]) != (b[1], b[2])
+    for t in done:
+        beaten = any(dominates(o, t) for o in done)
+        assert (t[0] in front) == (not beaten), (t, done)
+    assert (tmp_path / "two" / "report" / "pareto.png").exists()
