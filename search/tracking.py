@@ -334,11 +334,11 @@ class JobThread:
         return done.wait(timeout=timeout)
 
 
-def run_name(trial_id: str, config: dict) -> str:
-    """A child run's name for a person: Tune's trial number and the values searched, e.g. `t07 omega=0.05 tau_g=4`
-    (MLflow's default, the trainable's name and a hash, says nothing)."""
-    number = trial_id.rsplit("_", 1)[-1]
-    head = f"t{int(number):02d}" if number.isdigit() else trial_id[:8]
+def run_name(number: int, config: dict) -> str:
+    """A child run's name for a person: the trial's number in the study (the order the writer first heard of it) and
+    the values searched, e.g. `t07 omega=0.05 tau_g=4` (Tune's trial name, the trainable's and a hash, says
+    nothing)."""
+    head = f"t{number:02d}"
     searched = {**(config.get(CELL_KEY) or {}),
                 **{k: v for k, v in config.items() if "." in k and "__" not in k}}
     def label(k):  # the key's last part (`method.name`: its section)
@@ -365,6 +365,7 @@ class TrialWriter:
         self.tracking = tracking
         self.trials: dict[str, _Trial] = {}  # only the writer thread touches this
         self.missed: dict[str, int] = {}  # trial id -> values MLflow never took, for each run closed here
+        self.named = 0  # child runs this writer created
         self._jobs = JobThread("mlflow-writer")
 
     def started(self, trial_id: str, when: float) -> None:
@@ -411,7 +412,8 @@ class TrialWriter:
         if trial.child is None:
             cfgs, seeds = seed_configs(config)
             trial.config = cfgs[0].to_dict()
-            trial.child = ChildRun(self.tracking.trial_info(), trial_id, run_name(trial_id, config),
+            self.named += 1
+            trial.child = ChildRun(self.tracking.trial_info(), trial_id, run_name(self.named, config),
                                    run_params(cfgs[0], seeds),
                                    tags={**tags, "study": self.tracking.study_name, WRITER_TAG: "driver"},
                                    started=trial.started)

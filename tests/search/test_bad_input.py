@@ -34,9 +34,21 @@ STUDY = ["--space", "aikd_ablation", "--dataset", "digits", "--model", "small_cn
     (["--grace-period", "5"], ["--grace-period=5", "[1, 1]"]),
     (["--num-samples", "0"], ["--num-samples=0", ">= 1"]),
     (["--set", "optim.lr=-1"], ["optim.lr"]),
+    # the flags of searches that learn (#17)
+    (["--metric", "val_accuracy"], ["--metric val_accuracy", "allowed", "val_nll"]),
+    (["--metric", "val_error,val_ece,val_nll"], ["--metric val_error,val_ece,val_nll", "two"]),
+    (["--metric", "val_error,val_ece", "--mode", "min"], ["--mode min", "each of the 2"]),
+    (["--metric", "val_error", "--mode", "lowest"], ["--mode lowest", "min, max"]),
+    (["--metric", "test_ece_ts,val_error"], ["--metric test_ece_ts", "put it second"]),
+    (["--warm-start", "nosuchstudy"], ["--warm-start nosuchstudy", "no finished study"]),
+    (["--warm-start", "other"], ["--warm-start other", "'cskd'"]),
 ])
 def test_bad_input_stops_before_ray_and_mlflow(tmp_path, argv, words):
     ray_tmp = tmp_path / "ray"
+    if "other" in argv:  # a finished study of another space under --storage
+        (tmp_path / "elsewhere" / "other").mkdir(parents=True)
+        (tmp_path / "elsewhere" / "other" / "study.json").write_text('{"name": "other", "space": "cskd"}')
+        argv = [*argv, "--storage", str(tmp_path / "elsewhere")]
     out = subprocess.run([sys.executable, RUN, *STUDY, *argv], capture_output=True, text=True, cwd=tmp_path,
                          env=cli_env({"RAY_TMPDIR": str(ray_tmp), "MLFLOW_TRACKING_URI": ""}), timeout=300)
     assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
@@ -48,3 +60,4 @@ def test_bad_input_stops_before_ray_and_mlflow(tmp_path, argv, words):
     assert not ray_tmp.exists()  # no Ray process started (Ray makes its session folder first)
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()  # no MLflow store or run
     assert not (tmp_path / "studies").exists() or not any((tmp_path / "studies").iterdir())
+    assert not (tmp_path / "elsewhere").exists() or [p.name for p in (tmp_path / "elsewhere").iterdir()] == ["other"]
