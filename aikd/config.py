@@ -151,10 +151,10 @@ class MethodConfig:
 class CriticConfig:
     fc1: int = _f(64, "a positive int", _pos)
     fc2: int = _f(32, "a positive int", _pos)
-    head: str = _f("mean", choices=("mean", "sum", "linear"))
+    head: str = _f("leaky_mean", choices=("leaky_mean", "mean", "sum", "linear"))  # D6, aikd/models/critic.py
     input: str = _f("logits", choices=("logits", "probs"))
     norm: str = _f("batchnorm", choices=("batchnorm", "layernorm", "none"))
-    bn_mode: str = _f("separate", choices=("separate", "joint"))
+    bn_mode: str = _f("joint", choices=("joint", "separate"))  # D8, aikd/models/critic.py
     leaky_slope: float = _f(0.2, "in (0, 1)", lambda v: 0 < v < 1)
     lr: float = _f(1e-4, "> 0", _pos)
     betas: tuple = _f((0.0, 0.9), "two numbers in [0, 1)", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v))

@@ -4,7 +4,7 @@
 names in SPEC 11.3 order. Options (all optional, strings accepted as from `--set key=value`):
 
 - `searcher`: every space accepts its default; `aikd_ablation` and `aikd_design` also take tpe/random/nsga2
-  (`aikd_design` also `grid`, 72 cells); `frskd` and `cskd` take tpe/random/nsga2 for their continuous alternative.
+  (`aikd_design` also `grid`, 128 cells); `frskd` and `cskd` take tpe/random/nsga2 for their continuous alternative.
 - `full_grid` (`aikd_temperature` only): all 49 (tau_g, tau_p) pairs instead of the 13 cells through (3, 1).
 
 Other changes (num_samples, the CLI's --dataset/--model) go through `dataclasses.replace` or `Space.with_base`.

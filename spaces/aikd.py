@@ -220,22 +220,26 @@ def aikd_augment(searcher: str | None = None) -> Space:
     )
 
 
+# BatchNorm's batching (critic.bn_mode) only matters with critic.norm = batchnorm (LayerNorm and no norm treat rows
+# alone), so the two are one joint parameter: no cell trains the same critic twice.
+NORM_BATCHING = (("batchnorm", "joint"), ("batchnorm", "separate"), ("layernorm", "joint"), ("none", "joint"))
 DESIGN_CHOICES = {
-    "critic.head": ("mean", "sum", "linear"),
+    "critic.head": ("leaky_mean", "mean", "sum", "linear"),
     "critic.input": ("logits", "probs"),
-    "critic.norm": ("batchnorm", "layernorm", "none"),
+    ("critic.norm", "critic.bn_mode"): NORM_BATCHING,
     "method.prev_mode": ("snapshot", "cache"),
     "critic.betas": ((0.0, 0.9), (0.9, 0.999)),
 }
 
 
 def aikd_design(searcher: str | None = None) -> Space:
-    """Our own design decisions (SPEC 14, D4-D10): TPE + ASHA by default, or the full 72-cell grid."""
+    """Our own design decisions (SPEC 14, D4-D10): TPE + ASHA by default, or the full 128-cell grid."""
     searcher = check_searcher("aikd_design", searcher, TPE_SEARCHERS + ("grid",))
     kind = Grid if searcher == "grid" else Categorical
     params = tuple(kind(k, v) for k, v in DESIGN_CHOICES.items())
-    desc = ("AI-KD design choices of this spec: critic.head x critic.input x critic.norm x method.prev_mode x "
-            "critic.betas (betas as a 2-tuple; suggested through the labels '0.0,0.9' / '0.9,0.999').")
+    desc = ("AI-KD design choices of this spec: critic.head x critic.input x (critic.norm, critic.bn_mode) x "
+            "method.prev_mode x critic.betas (bn_mode joint/separate with batchnorm; betas as a 2-tuple, suggested "
+            "through the labels '0.0,0.9' / '0.9,0.999').")
     paper = Paper(source="none (design decisions of this spec)", setting=dict(P.AIKD_ABLATION_SETTING),
                   note="no published numbers")
     if searcher == "grid":

@@ -14,7 +14,7 @@ CONFIG_KEYS = frozenset({
     "epochs", "seed", "data.dataset", "data.augment", "model.name", "model.family", "optim.recipe",
     "method.name", "method.omega", "method.tau_g", "method.tau_p", "method.alpha_g", "method.alpha_p",
     "method.prev_mode", "method.alpha", "method.beta", "method.width", "method.temperature", "method.lambda_cls",
-    "critic.fc1", "critic.fc2", "critic.head", "critic.input", "critic.norm", "critic.betas",
+    "critic.fc1", "critic.fc2", "critic.head", "critic.input", "critic.norm", "critic.bn_mode", "critic.betas",
 })
 
 SPEC_NAMES = [
@@ -205,7 +205,13 @@ def test_design_space():
     space = get_space("aikd_design")
     assert space.searcher == "tpe" and space.scheduler == "asha"
     grid = get_space("aikd_design", searcher="grid")
-    assert grid.num_samples == 3 * 2 * 3 * 2 * 2
+    assert grid.num_samples == 4 * 2 * 4 * 2 * 2  # head x input x (norm, bn_mode) x prev_mode x betas
+    norm_batching = {(c["critic.norm"], c["critic.bn_mode"]) for c in grid.grid_cells()}
+    assert norm_batching == {("batchnorm", "joint"), ("batchnorm", "separate"), ("layernorm", "joint"),
+                             ("none", "joint")}
+    assert {c["critic.head"] for c in grid.grid_cells()} == {"leaky_mean", "mean", "sum", "linear"}
+    sampled = {space.sample(np.random.default_rng(i))["critic.bn_mode"] for i in range(40)}
+    assert sampled == {"joint", "separate"}  # the TPE variant searches both batchings too
     assert all(grid.cell_paper_value(c) is None for c in grid.grid_cells())
     assert {tuple(c["critic.betas"]) for c in grid.grid_cells()} == {(0.0, 0.9), (0.9, 0.999)}
 
