@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:  # `python search/run.py` puts search/ first on sy
 if __name__ == "__main__":  # modules that `from search.run import UsageError` must get this file's class
     sys.modules.setdefault("search.run", sys.modules[__name__])
 
-from aikd.config import ConfigError, TrainConfig  # noqa: E402
+from aikd.config import ConfigError, DataConfig, TrainConfig, dataset_scale  # noqa: E402
 
 SMOKE = {"dataset": "digits", "model": "small_cnn", "max_epochs": 2, "num_samples": 4, "max_concurrent": 2,
          "grace_period": 1}
@@ -174,9 +174,11 @@ def build_plan(args) -> Plan:
     scheduler = space.scheduler if args.scheduler is None else (None if args.scheduler == "none" else "asha")
     base = dict(space.base)
     if args.dataset:
-        if args.dataset != base.get("data.dataset") and not args.model:
-            # the space's model is the paper's choice for the paper's dataset; another dataset brings its own
-            # default model from the one table in aikd.config (digits: a small CNN); --model overrides
+        space_dataset = base.get("data.dataset", DataConfig().dataset)
+        if dataset_scale(args.dataset) != dataset_scale(space_dataset) and not args.model:
+            # the space's model is the paper's choice for its dataset's scale (CIFAR and Tiny-ImageNet alike): it
+            # stays within the scale; another scale brings its own default from aikd.config (digits: a small CNN,
+            # fine-grained sets: the 224 ResNet-18); --model overrides
             base.pop("model.name", None)
             base.pop("model.family", None)
         base["data.dataset"] = args.dataset
