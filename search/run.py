@@ -47,6 +47,9 @@ def parse_args(argv=None):
     p.add_argument("--reduction-factor", type=float, default=3.0, help="ASHA reduction factor (default 3)")
     p.add_argument("--searcher", choices=SEARCHERS, help="default: the space's")
     p.add_argument("--scheduler", choices=("asha", "none"), help="default: the space's")
+    p.add_argument("--protocol", choices=("search", "paper"),
+                   help="search: select on a validation split; paper: the whole training set and the last epoch's "
+                        "test metrics, as the papers report (default: the space's; paper for the paper-table grids)")
     p.add_argument("--seeds", type=int, default=1, help="train each configuration with K seeds (1..K), "
                                                         "reported as mean +/- std")
     p.add_argument("--gpus-per-trial", type=float, help="0, a whole number or 1/k (default 0.25 with GPUs, else 0)")
@@ -172,7 +175,18 @@ def build_plan(args) -> Plan:
         raise UsageError(f"space {space.name!r} is a grid; its searcher is grid (tpe: the continuous variant, "
                          "where the space has one)")
     scheduler = space.scheduler if args.scheduler is None else (None if args.scheduler == "none" else "asha")
+    protocol = args.protocol or space.protocol
+    if protocol == "paper" and not space.is_grid:
+        raise UsageError(f"--protocol paper: space {space.name!r} searches ({searcher}) and selects on a validation "
+                         "split; the paper protocol runs a grid's cells on the whole training set (use --protocol "
+                         "search)")
+    if protocol == "paper" and scheduler:
+        raise UsageError("--scheduler asha with --protocol paper would stop trials on test metrics (there is no "
+                         "validation split); use --scheduler none, or --protocol search")
+    space = space.with_protocol(protocol)  # its metric on the protocol's split: test_error under paper
     base = dict(space.base)
+    if protocol == "paper":
+        base["data.val_fraction"] = 0.0  # the whole training set, for the student and its phase-1 teacher
     if args.dataset:
         space_dataset = base.get("data.dataset", DataConfig().dataset)
         if dataset_scale(args.dataset) != dataset_scale(space_dataset) and not args.model:
@@ -204,8 +218,12 @@ def build_plan(args) -> Plan:
         raise UsageError(f"--seeds={args.seeds} must be >= 1")
     if args.num_samples is not None and args.num_samples < 1:
         raise UsageError(f"--num-samples={args.num_samples} must be >= 1")
+    if protocol == "paper" and resolved.data.val_fraction != 0:
+        raise UsageError(f"data.val_fraction={resolved.data.val_fraction:g} contradicts --protocol paper (the whole "
+                         "training set, data.val_fraction=0); drop it, or use --protocol search")
     if space.metric.startswith("val_") and resolved.data.val_fraction == 0:
-        raise UsageError(f"the search metric {space.metric} needs a validation split: data.val_fraction must be > 0")
+        raise UsageError(f"the search metric {space.metric} needs a validation split: data.val_fraction must be > 0 "
+                         "(the whole training set is --protocol paper, for grid spaces)")
     # every config the study will run must be valid: all grid cells, or a sample of the TPE space
     if space.is_grid:
         cells = space.grid_cells()
@@ -253,6 +271,7 @@ def build_plan(args) -> Plan:
 
 
 def print_plan(plan: Plan, args, out=print) -> None:
+    from spaces import PROTOCOL_LINES
     s = plan.space
     out(f"study       {plan.name}  ({plan.study_dir})")
     out(f"space       {s.name}: {s.description}")
@@ -265,6 +284,7 @@ def print_plan(plan: Plan, args, out=print) -> None:
     out(f"params      {params}")
     kind = f"{plan.num_samples} cells" if s.is_grid else f"{plan.num_samples} samples"
     out(f"search      {plan.searcher} ({kind}) x {len(plan.seeds)} seed(s), metric {s.metric} ({s.mode})")
+    out(f"protocol    {PROTOCOL_LINES[s.protocol]}")
     sched = (f"ASHA max_t={plan.epochs} grace={plan.grace_period} reduction={args.reduction_factor:g}"
              if plan.scheduler else "none")
     out(f"scheduler   {sched}; epochs per trial {plan.epochs}")
@@ -425,7 +445,8 @@ def run_study(args, plan: Plan, out=print) -> int:
         if plan.tracking_uri:
             tracking = StudyTracking(plan.tracking_uri, plan.name, args.experiment,
                                      artifact_root=Path.cwd() / "mlartifacts")
-            params = {"space": plan.space.name, "searcher": plan.searcher, "scheduler": plan.scheduler or "none",
+            params = {"space": plan.space.name, "protocol": plan.space.protocol, "searcher": plan.searcher,
+                      "scheduler": plan.scheduler or "none",
                       "seeds": plan.seeds, "num_samples": plan.num_samples, "epochs": plan.epochs,
                       "grace_period": plan.grace_period, "reduction_factor": args.reduction_factor,
                       "cpus_per_trial": plan.cpus, "gpus_per_trial": plan.gpus,
@@ -438,6 +459,7 @@ def run_study(args, plan: Plan, out=print) -> int:
         if local:
             (study_dir / "study.json").write_text(json.dumps(
                 {"name": plan.name, "space": plan.space.name, "space_options": plan.space_options,
+                 "protocol": plan.space.protocol,
                  "searcher": plan.searcher, "base": plan.base,
                  "seeds": plan.seeds, "epochs": plan.epochs, "tracking_uri": plan.tracking_uri,
                  "experiment": args.experiment, "parent_run_id": tracking and tracking.parent_run_id,

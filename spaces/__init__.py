@@ -7,7 +7,9 @@ names in SPEC 11.3 order. Options (all optional, strings accepted as from `--set
   (`aikd_design` also `grid`, 128 cells); `frskd` and `cskd` take tpe/random/nsga2 for their continuous alternative.
 - `full_grid` (`aikd_temperature` only): all 49 (tau_g, tau_p) pairs instead of the 13 cells through (3, 1).
 
-Other changes (num_samples, the CLI's --dataset/--model) go through `dataclasses.replace` or `Space.with_base`.
+Other changes (num_samples, the CLI's --dataset/--model) go through `dataclasses.replace` or `Space.with_base`;
+`Space.with_protocol` runs a space under the other protocol (the paper-table grids default to "paper": the whole
+training set and last-epoch test metrics; every other space to "search": selection on a validation split).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from . import compare as _compare
 from . import cskd as _cskd
 from . import frskd as _frskd
 from .base import (
+    PROTOCOL_LINES,
+    PROTOCOLS,
     RAW_SEP,
     Categorical,
     Float,
@@ -31,12 +35,15 @@ from .base import (
     Space,
     ZeroInflatedLogUniform,
     cell_key,
+    protocol_metric,
     ratio_value,
     simplex_from_uniforms,
     zlog_value,
 )
 
 __all__ = [
+    "PROTOCOLS",
+    "PROTOCOL_LINES",
     "RAW_SEP",
     "Categorical",
     "Float",
@@ -52,6 +59,7 @@ __all__ = [
     "cell_key",
     "get_space",
     "list_spaces",
+    "protocol_metric",
     "ratio_value",
     "simplex_from_uniforms",
     "zlog_value",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import paper as P
 from .base import (
+    PAPER_PROTOCOL,
     Categorical,
     Grid,
     Int,
@@ -28,7 +29,8 @@ BASE = {
     "method.name": "aikd",
 }
 TPE_SEARCHERS = ("tpe", "random", "nsga2")
-TEST_NOTE = "paper numbers are CIFAR-100 test errors at the paper's setting; the search optimises val_error"
+TEST_NOTE = ("paper numbers are CIFAR-100 test errors at the paper's setting (whole training set, last epoch; our "
+             "paper protocol); a search-protocol study optimises val_error")
 
 
 def _grid_paper(cells: list[dict], lookup, source: str, **kw) -> Paper:
@@ -82,6 +84,7 @@ def aikd_losses(searcher: str | None = None) -> Space:
         params=(grid,),
         searcher="grid",
         scheduler=None,
+        **PAPER_PROTOCOL,
         num_samples=len(cells),
         paper=_grid_paper(cells, lambda c: P.error_entry(*P.AIKD_TABLE4[c["method.name"]], table="P-AIKD Table 4"),
                           "P-AIKD Table 4", best={"method.name": "aikd"}, best_value=_best_value(), note=TEST_NOTE),
@@ -105,6 +108,7 @@ def aikd_omega(searcher: str | None = None) -> Space:
         params=(grid,),
         searcher="grid",
         scheduler=None,
+        **PAPER_PROTOCOL,
         num_samples=len(cells),
         paper=_grid_paper(cells, lookup, "P-AIKD Table 5", best={"method.omega": 0.1}, best_value=_best_value(),
                           note=TEST_NOTE + "; " + P.AIKD_TABLE5_NOTE),
@@ -132,6 +136,7 @@ def aikd_alpha(searcher: str | None = None) -> Space:
         params=(grid,),
         searcher="grid",
         scheduler=None,
+        **PAPER_PROTOCOL,
         num_samples=len(cells),
         paper=_grid_paper(cells, lookup, "P-AIKD Table 6", best={"method.alpha_g": 0.1, "method.alpha_p": 0.3},
                           best_value=_best_value(), note=TEST_NOTE),
@@ -166,6 +171,7 @@ def aikd_temperature(searcher: str | None = None, full_grid: bool = False) -> Sp
         params=(grid,),
         searcher="grid",
         scheduler=None,
+        **PAPER_PROTOCOL,
         num_samples=len(cells),
         paper=_grid_paper(cells, lookup, "P-AIKD Fig. 7(b)", best={"method.tau_g": 3, "method.tau_p": 1},
                           best_value=_best_value(),
@@ -193,6 +199,7 @@ def aikd_critic(searcher: str | None = None) -> Space:
         params=(grid,),
         searcher="grid",
         scheduler=None,
+        **PAPER_PROTOCOL,
         num_samples=len(cells),
         paper=_grid_paper(cells, lookup, "P-AIKD Fig. 7(a)", best={"critic.fc1": 64, "critic.fc2": 32},
                           best_value=_best_value(),
@@ -213,6 +220,7 @@ def aikd_augment(searcher: str | None = None) -> Space:
         params=(grid,),
         searcher="grid",
         scheduler=None,
+        **PAPER_PROTOCOL,
         num_samples=len(cells),
         paper=_grid_paper(cells, lambda c: P.error_entry(*P.AIKD_TABLE7[c["data.augment"]], table="P-AIKD Table 7"),
                           "P-AIKD Table 7", best={"data.augment": "cutmix"},

@@ -64,7 +64,8 @@ def test_keys_are_config_keys(name, options):
         assert set(cell) <= CONFIG_KEYS
     sample = space.sample(np.random.default_rng(0))
     assert set(sample) == set(space.outputs())
-    assert space.metric == "val_error" and space.mode == "min"
+    # SPEC 11.1 val_error, on the test split under the paper protocol (SPEC 8.3: no validation split there)
+    assert space.metric == ("test_error" if space.protocol == "paper" else "val_error") and space.mode == "min"
     if space.searcher == "grid":
         assert space.scheduler is None
     else:
@@ -272,3 +273,32 @@ def test_spaces_pickle_round_trip(name, options):
     clone = pickle.loads(pickle.dumps(space))
     assert clone == space
     assert clone.sample(np.random.default_rng(3)) == space.sample(np.random.default_rng(3))
+
+
+PAPER_TABLE_SPACES = ["aikd_losses", "aikd_omega", "aikd_alpha", "aikd_temperature", "aikd_critic", "aikd_augment",
+                      "frskd", "cskd", "compare"]
+
+
+@pytest.mark.parametrize("name, options", VARIANTS)
+def test_paper_table_grids_default_to_the_paper_protocol(name, options):
+    space = get_space(name, **options)
+    paper = name in PAPER_TABLE_SPACES and space.is_grid
+    assert space.protocol == ("paper" if paper else "search")
+    assert space.metric == ("test_error" if paper else "val_error")
+
+
+def test_with_protocol_moves_the_metric_to_the_protocols_split():
+    omega = get_space("aikd_omega")
+    searched = omega.with_protocol("search")
+    assert (searched.protocol, searched.metric) == ("search", "val_error")
+    back = searched.with_protocol("paper")
+    assert (back.protocol, back.metric) == ("paper", "test_error") and back.grid_cells() == omega.grid_cells()
+    assert spaces.protocol_metric("val_ece", "paper") == "test_ece"
+    assert spaces.protocol_metric("test_f1", "search") == "val_f1"
+    assert spaces.protocol_metric("train_loss", "paper") == "train_loss"
+    with pytest.raises(ValueError, match="grid"):  # nothing may select or stop on test metrics
+        get_space("aikd_ablation").with_protocol("paper")
+    with pytest.raises(ValueError, match="protocol"):
+        omega.with_protocol("final")
+    with pytest.raises(ValueError, match="test metric"):
+        dataclasses.replace(omega, metric="val_error")
