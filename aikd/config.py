@@ -53,27 +53,35 @@ RECIPES = {
 METHOD_RECIPE = {"frskd": "frskd", "cskd": "cskd"}  # every other method uses AI-KD's recipe (SPEC 6, D19)
 
 COARSE_DATASETS = ("cifar10", "cifar100", "tinyimagenet")
-FINE_DATASETS = ("cub200", "dogs", "mit67", "aircraft")
-# Per-dataset defaults: model (family or registered name), epochs (0 = the recipe's) and batch size.
-# digits' are small so that a whole offline study finishes in minutes on 2 CPU cores.
+FINE_DATASETS = ("cub200", "dogs", "mit67", "aircraft", "stanford40")
+OFFLINE_DATASETS = ("digits", "synthetic")
+# Per-dataset defaults: model (a model family, mapped per method and input size below, or a registered name),
+# epochs (0 = the recipe's) and batch size. digits' are small so that a whole offline study finishes in minutes on
+# 2 CPU cores.
 DATASET_DEFAULTS = {
-    "cifar10": dict(model="resnet18", epochs=0, batch_size=128),
-    "cifar100": dict(model="resnet18", epochs=0, batch_size=128),
-    "tinyimagenet": dict(model="resnet18", epochs=0, batch_size=128),
-    "cub200": dict(model="resnet18", epochs=0, batch_size=32),
-    "dogs": dict(model="resnet18", epochs=0, batch_size=32),
-    "mit67": dict(model="resnet18", epochs=0, batch_size=32),
-    "aircraft": dict(model="resnet18", epochs=0, batch_size=32),
+    **{ds: dict(family="resnet18", epochs=0, batch_size=128) for ds in COARSE_DATASETS},
+    **{ds: dict(family="resnet18", epochs=0, batch_size=32) for ds in FINE_DATASETS},
     "digits": dict(model="small_cnn", epochs=15, batch_size=64),
     "synthetic": dict(model="small_cnn", epochs=10, batch_size=64),
 }
-# Model families map to the variant each paper uses for the input size (SPEC 7.9).
+# Model families map to the variant each paper uses for the input size (SPEC 7.9): PreAct ResNet-18 on the coarse
+# sets for AI-KD, CS-KD, PS-KD, TF-KD and the baseline, the 224 ResNet-18 on the fine-grained sets.
 FAMILIES = {
     "resnet18": {"coarse": ("preact_resnet18", {}), "fine": ("resnet18", {"stem": "imagenet"})},
     "densenet121": {"coarse": ("densenet121", {"stem": "cifar"}), "fine": ("densenet121", {"stem": "imagenet"})},
 }
 FRSKD_PRESETS = {"cifar100": (2.0, 100.0), "cifar10": (2.0, 100.0), "tinyimagenet": (3.0, 100.0)}  # else (1, 200)
+# FRSKD's own ResNet-18 on CIFAR and Tiny-ImageNet is post-activation with a CIFAR stem (SPEC 7.5).
 FRSKD_FAMILY = {"resnet18": {"coarse": ("resnet18_cifar", {}), "fine": ("resnet18", {"stem": "imagenet"})}}
+
+
+def dataset_scale(dataset: str) -> str | None:
+    """"coarse" (CIFAR, Tiny-ImageNet: 32 px), "fine" (the 224 px fine-grained sets), "offline" (digits,
+    synthetic) or None for a name that is not a dataset. A paper's model is the paper's choice for one scale."""
+    for scale, names in (("coarse", COARSE_DATASETS), ("fine", FINE_DATASETS), ("offline", OFFLINE_DATASETS)):
+        if dataset in names:
+            return scale
+    return None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -117,8 +125,9 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = _f("", "a registered model (empty: the dataset's default)")
-    family: str = _f("", choices=("", "resnet18", "densenet121"))  # the paper's variant per input size (SPEC 7.9)
+    name: str = _f("", "a registered model (empty: the family's variant, else the dataset's default)")
+    # the paper's variant per method and input size (SPEC 7.9), used when `name` is empty: `name` always wins
+    family: str = _f("", choices=("", "resnet18", "densenet121"))
     stem: str = _f("auto", choices=("auto", "cifar", "imagenet"))
 
 
@@ -151,10 +160,10 @@ class MethodConfig:
 class CriticConfig:
     fc1: int = _f(64, "a positive int", _pos)
     fc2: int = _f(32, "a positive int", _pos)
-    head: str = _f("mean", choices=("mean", "sum", "linear"))
+    head: str = _f("leaky_mean", choices=("leaky_mean", "mean", "sum", "linear"))  # D6, aikd/models/critic.py
     input: str = _f("logits", choices=("logits", "probs"))
     norm: str = _f("batchnorm", choices=("batchnorm", "layernorm", "none"))
-    bn_mode: str = _f("separate", choices=("separate", "joint"))
+    bn_mode: str = _f("joint", choices=("joint", "separate"))  # D8, aikd/models/critic.py
     leaky_slope: float = _f(0.2, "in (0, 1)", lambda v: 0 < v < 1)
     lr: float = _f(1e-4, "> 0", _pos)
     betas: tuple = _f((0.0, 0.9), "two numbers in [0, 1)", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v))
@@ -299,14 +308,16 @@ class TrainConfig:
         o.warmup_epochs = r["warmup_epochs"] if o.warmup_epochs is None else o.warmup_epochs
         if not o.milestones:
             o.milestones = tuple(sorted({int(round(f * c.epochs)) for f in r["milestones"]}))
-        # model: a family name maps to the paper's variant for the input size (SPEC 7.9)
-        name = c.model.name or dd["model"]
+        # model: an explicit model.name wins; else a family (given, or the dataset's default) maps to the paper's
+        # variant for the method and the input size (SPEC 7.9)
         scale = "fine" if ds in FINE_DATASETS else "coarse"
-        if c.model.family:
-            families = FRSKD_FAMILY if (m.name == "frskd" and c.model.family in FRSKD_FAMILY) else FAMILIES
-            name, kw = families[c.model.family][scale]
+        family = "" if c.model.name else (c.model.family or dd.get("family", ""))
+        if family:
+            families = FRSKD_FAMILY if (m.name == "frskd" and family in FRSKD_FAMILY) else FAMILIES
+            c.model.name, kw = families[family][scale]
             c.model.stem = kw.get("stem", "auto")
-        c.model.name = name
+        elif not c.model.name:
+            c.model.name = dd["model"]
         if c.model.stem == "auto":
             c.model.stem = "imagenet" if scale == "fine" else "cifar"
         # method presets

@@ -12,7 +12,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from aikd.config import ConfigError, TrainConfig
+from aikd.config import ConfigError, DataConfig, TrainConfig, dataset_scale
 
 SMOKE = {"dataset": "digits", "model": "small_cnn", "max_epochs": 2, "num_samples": 4, "max_concurrent": 2,
          "grace_period": 1}
@@ -38,6 +38,9 @@ def parse_args(argv=None):
     p.add_argument("--reduction-factor", type=float, default=3.0, help="ASHA reduction factor (default 3)")
     p.add_argument("--searcher", choices=SEARCHERS, help="default: the space's")
     p.add_argument("--scheduler", choices=("asha", "none"), help="default: the space's")
+    p.add_argument("--protocol", choices=("search", "paper"),
+                   help="search: select on a validation split; paper: the whole training set and the last epoch's "
+                        "test metrics, as the papers report (default: the space's; paper for the paper-table grids)")
     p.add_argument("--seeds", type=int, default=1, help="train each configuration with K seeds (1..K), "
                                                         "reported as mean +/- std")
     p.add_argument("--gpus-per-trial", type=float, help="0, a whole number or 1/k (default 0.25 with GPUs, else 0)")
@@ -261,11 +264,24 @@ def build_plan(args) -> Plan:
         raise UsageError(f"space {space.name!r} is a grid; its searcher is grid (tpe: the continuous variant, "
                          "where the space has one)")
     scheduler = space.scheduler if args.scheduler is None else (None if args.scheduler == "none" else "asha")
+    protocol = args.protocol or space.protocol
+    if protocol == "paper" and not space.is_grid:
+        raise UsageError(f"--protocol paper: space {space.name!r} searches ({searcher}) and selects on a validation "
+                         "split; the paper protocol runs a grid's cells on the whole training set (use --protocol "
+                         "search)")
+    if protocol == "paper" and scheduler:
+        raise UsageError("--scheduler asha with --protocol paper would stop trials on test metrics (there is no "
+                         "validation split); use --scheduler none, or --protocol search")
+    space = space.with_protocol(protocol)  # its metric on the protocol's split: test_error under paper
     base = dict(space.base)
+    if protocol == "paper":
+        base["data.val_fraction"] = 0.0  # the whole training set, for the student and its phase-1 teacher
     if args.dataset:
-        if args.dataset != base.get("data.dataset") and not args.model:
-            # the space's model is the paper's choice for the paper's dataset; another dataset brings its own
-            # default model from the one table in aikd.config (digits: a small CNN); --model overrides
+        space_dataset = base.get("data.dataset", DataConfig().dataset)
+        if dataset_scale(args.dataset) != dataset_scale(space_dataset) and not args.model:
+            # the space's model is the paper's choice for its dataset's scale (CIFAR and Tiny-ImageNet alike): it
+            # stays within the scale; another scale brings its own default from aikd.config (digits: a small CNN,
+            # fine-grained sets: the 224 ResNet-18); --model overrides
             base.pop("model.name", None)
             base.pop("model.family", None)
         base["data.dataset"] = args.dataset
@@ -291,10 +307,14 @@ def build_plan(args) -> Plan:
         raise UsageError(f"--seeds={args.seeds} must be >= 1")
     if args.num_samples is not None and args.num_samples < 1:
         raise UsageError(f"--num-samples={args.num_samples} must be >= 1")
+    if protocol == "paper" and resolved.data.val_fraction != 0:
+        raise UsageError(f"data.val_fraction={resolved.data.val_fraction:g} contradicts --protocol paper (the whole "
+                         "training set, data.val_fraction=0); drop it, or use --protocol search")
     metrics, modes = objectives(args, space)
     for m in metrics:
         if m.startswith("val_") and resolved.data.val_fraction == 0:
-            raise UsageError(f"the search metric {m} needs a validation split: data.val_fraction must be > 0")
+            raise UsageError(f"the search metric {m} needs a validation split: data.val_fraction must be > 0 "
+                             "(the whole training set is --protocol paper, for grid spaces)")
     # every config the study will run must be valid: all grid cells, or a sample of the TPE space
     if space.is_grid:
         cells = space.grid_cells()
@@ -405,6 +425,7 @@ def objectives(args, space) -> tuple[list[str], list[str]]:
 
 
 def print_plan(plan: Plan, args, out=print) -> None:
+    from spaces import PROTOCOL_LINES
     s = plan.space
     out(f"study       {plan.name}  ({plan.study_dir})")
     out(f"space       {s.name}: {s.description}")
@@ -418,6 +439,7 @@ def print_plan(plan: Plan, args, out=print) -> None:
     kind = f"{plan.num_samples} cells" if s.is_grid else f"{plan.num_samples} samples"
     objective = ", ".join(f"{m} ({d})" for m, d in zip(plan.metrics, plan.modes))
     out(f"search      {plan.searcher} ({kind}) x {len(plan.seeds)} seed(s), metric {objective}")
+    out(f"protocol    {PROTOCOL_LINES[s.protocol]}")
     sched = (f"ASHA max_t={plan.epochs} grace={plan.grace_period} reduction={args.reduction_factor:g}"
              if plan.scheduler else "none")
     out(f"scheduler   {sched}; epochs per trial {plan.epochs}")

@@ -163,12 +163,14 @@ def _short(v):
 
 
 def paper_table(space, rows) -> list[str]:
-    """Grid spaces: our test top-1 error (mean +/- std over seeds, last epoch) beside the paper's number."""
+    """Grid spaces: our test top-1 error (mean +/- std over seeds, last epoch) beside the paper's number, under a
+    line naming the protocol the study ran in (the papers' numbers are of the paper protocol)."""
     if not space.is_grid:
         return []
-    from spaces import cell_key
+    from spaces import PROTOCOL_LINES, cell_key
     by_cell = {cell_key(r["cell"]): r for r in rows if r["cell"] is not None}
-    lines = ["| cell | ours: test top-1 error (%) | paper: top-1 error (%) | ours: val error | outcome |",
+    lines = [f"protocol: {PROTOCOL_LINES[space.protocol]}", "",
+             "| cell | ours: test top-1 error (%) | paper: top-1 error (%) | ours: val error | outcome |",
              "|---|---|---|---|---|"]
     for cell in space.grid_cells():
         r = by_cell.get(cell_key(cell))
@@ -345,7 +347,8 @@ def main(argv=None) -> int:
         return 2
     meta = json.loads((study_dir / "study.json").read_text())
     from spaces import get_space
-    space = get_space(meta["space"], **meta.get("space_options", {}))
+    # a study from before protocols existed ran with a validation split
+    space = get_space(meta["space"], **meta.get("space_options", {})).with_protocol(meta.get("protocol", "search"))
     tracking = None
     if meta.get("tracking_uri") and meta.get("parent_run_id") and not args.no_tracking:
         from search.tracking import StudyTracking

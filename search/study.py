@@ -123,7 +123,8 @@ def param_space(plan: Plan) -> dict:
 
 def study_params(plan: Plan, args) -> dict:
     """The parent run's params."""
-    return {"space": plan.space.name, "searcher": plan.searcher, "scheduler": plan.scheduler or "none",
+    return {"space": plan.space.name, "protocol": plan.space.protocol, "searcher": plan.searcher,
+            "scheduler": plan.scheduler or "none",
             "seeds": plan.seeds, "num_samples": plan.num_samples, "epochs": plan.epochs,
             "grace_period": plan.grace_period, "reduction_factor": args.reduction_factor,
             "metric": ",".join(plan.metrics), "mode": ",".join(plan.modes),
@@ -135,6 +136,7 @@ def write_study_json(plan: Plan, args, parent_run_id: str | None) -> None:
     """What `--resume` and `search/report.py` read back: the plan and the original command."""
     Path(plan.study_dir, "study.json").write_text(json.dumps(
         {"name": plan.name, "space": plan.space.name, "space_options": plan.space_options,
+         "protocol": plan.space.protocol,
          "searcher": plan.searcher, "base": plan.base, "seeds": plan.seeds, "epochs": plan.epochs,
          "metrics": plan.metrics, "modes": plan.modes,
          "tracking_uri": plan.tracking_uri, "experiment": args.experiment, "parent_run_id": parent_run_id,

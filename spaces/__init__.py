@@ -4,10 +4,12 @@
 names in SPEC 11.3 order. Options (all optional, strings accepted as from `--set key=value`):
 
 - `searcher`: every space accepts its default; `aikd_ablation` and `aikd_design` also take tpe/random/nsga2
-  (`aikd_design` also `grid`, 72 cells); `frskd` and `cskd` take tpe/random/nsga2 for their continuous alternative.
+  (`aikd_design` also `grid`, 128 cells); `frskd` and `cskd` take tpe/random/nsga2 for their continuous alternative.
 - `full_grid` (`aikd_temperature` only): all 49 (tau_g, tau_p) pairs instead of the 13 cells through (3, 1).
 
-Other changes (num_samples, the CLI's --dataset/--model) go through `dataclasses.replace` or `Space.with_base`.
+Other changes (num_samples, the CLI's --dataset/--model) go through `dataclasses.replace` or `Space.with_base`;
+`Space.with_protocol` runs a space under the other protocol (the paper-table grids default to "paper": the whole
+training set and last-epoch test metrics; every other space to "search": selection on a validation split).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from . import compare as _compare
 from . import cskd as _cskd
 from . import frskd as _frskd
 from .base import (
+    PROTOCOL_LINES,
+    PROTOCOLS,
     RAW_SEP,
     Categorical,
     Float,
@@ -32,12 +36,15 @@ from .base import (
     Space,
     ZeroInflatedLogUniform,
     cell_key,
+    protocol_metric,
     ratio_value,
     simplex_from_uniforms,
     zlog_value,
 )
 
 __all__ = [
+    "PROTOCOLS",
+    "PROTOCOL_LINES",
     "RAW_SEP",
     "Categorical",
     "Float",
@@ -54,6 +61,7 @@ __all__ = [
     "cell_key",
     "get_space",
     "list_spaces",
+    "protocol_metric",
     "ratio_value",
     "simplex_from_uniforms",
     "zlog_value",

@@ -29,6 +29,16 @@ SEARCHERS = ("tpe", "grid", "random", "nsga2")
 SCHEDULERS = ("asha", None)
 MODES = ("min", "max")
 RAW_SEP = "__"
+# How a study trains and what it reports (SPEC 8.3). "search": a validation hold-out (data.val_fraction) for selection,
+# test metrics logged only. "paper": the papers' protocol, for comparing with their tables: the whole training set
+# (data.val_fraction = 0, also for the phase-1 teacher) and the last epoch's test metrics; no validation split
+# exists, so the study's metric is a test metric and nothing may select or stop on it (grid spaces, no scheduler).
+PROTOCOLS = ("search", "paper")
+PROTOCOL_LINES = {
+    "search": "search (validation split data.val_fraction for selection; test metrics logged, never optimised)",
+    "paper": "paper (whole training set, last-epoch test metrics)",
+}
+PAPER_PROTOCOL = {"protocol": "paper", "metric": "test_error"}  # the Space fields of a paper-table grid
 
 _PRIMITIVE = (type(None), bool, int, float, str)
 
@@ -80,6 +90,14 @@ def simplex_from_uniforms(u1, u2, lower=(0.5, 0.0, 0.0)):
 def ratio_value(of_value: int, ratio: int) -> int:
     """Critic width fc2 = fc1 // r (SPEC 11.2): fixed choice sets for TPE and fc2 < fc1 for r >= 2."""
     return int(of_value) // int(ratio)
+
+
+def protocol_metric(metric: str, protocol: str) -> str:
+    """The same metric on the split a protocol has: val_X under "search", test_X under "paper" (no val split)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol {protocol!r} is not one of {PROTOCOLS}")
+    src, dst = ("val_", "test_") if protocol == "paper" else ("test_", "val_")
+    return dst + metric[len(src):] if metric.startswith(src) else metric
 
 
 def freeze(value: Any) -> Any:
@@ -610,6 +628,7 @@ class Space:
     scheduler: str | None = "asha"
     num_samples: int = 64
     paper: Paper | None = None
+    protocol: str = "search"  # see PROTOCOLS; `metric` is on the split the protocol has (val_* or test_*)
 
     def __post_init__(self):
         object.__setattr__(self, "params", tuple(self.params))
@@ -620,6 +639,16 @@ class Space:
             raise ValueError(f"space {self.name}: scheduler {self.scheduler!r} not in {SCHEDULERS}")
         if self.mode not in MODES:
             raise ValueError(f"space {self.name}: mode {self.mode!r} not in {MODES}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"space {self.name}: protocol {self.protocol!r} not in {PROTOCOLS}")
+        if self.protocol == "paper":
+            if self.metric.startswith("val_"):
+                raise ValueError(f"space {self.name}: the paper protocol has no validation split, so its metric "
+                                 f"must be a test metric, not {self.metric}")
+            if self.searcher != "grid" or self.scheduler is not None:
+                raise ValueError(f"space {self.name}: the paper protocol runs every grid cell to its last epoch "
+                                 f"(searcher grid, no scheduler), got {self.searcher}/{self.scheduler}: selecting "
+                                 "or stopping on test metrics is not allowed")
         raw = [n for p in self.params for n in p.distributions()]
         if len(set(raw)) != len(raw):
             raise ValueError(f"space {self.name}: duplicate raw parameter names {raw}")
@@ -811,6 +840,11 @@ class Space:
     def with_base(self, overrides: Mapping[str, Any]) -> "Space":
         """Copy with extra base overrides (e.g. the CLI's --dataset / --model)."""
         return replace(self, base={**self.base, **dict(overrides)})
+
+    def with_protocol(self, protocol: str) -> "Space":
+        """Copy run under another protocol (the CLI's --protocol), its metric moved to that protocol's split.
+        ValueError where the space cannot run so (the paper protocol on a TPE space)."""
+        return replace(self, protocol=protocol, metric=protocol_metric(self.metric, protocol))
 
 
 # --------------------------------------------------------------------------------------------------------------

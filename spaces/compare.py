@@ -8,7 +8,7 @@ config applies each method's per-dataset presets (SPEC 11.3 last paragraph), so 
 from __future__ import annotations
 
 from . import paper as P
-from .base import Grid, Paper, Space, cell_key, check_searcher
+from .base import PAPER_PROTOCOL, Grid, Paper, Space, cell_key, check_searcher
 
 BASE = {"optim.recipe": "aikd"}
 
@@ -32,6 +32,7 @@ def compare(searcher: str | None = None) -> Space:
         params=params,
         searcher="grid",
         scheduler=None,
+        **PAPER_PROTOCOL,
         num_samples=len(cells),
         paper=Paper(
             source="P-AIKD Tables 2-3",

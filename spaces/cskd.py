@@ -7,7 +7,7 @@ errors are kept in `paper.presets` for the report.
 from __future__ import annotations
 
 from . import paper as P
-from .base import Float, Grid, Paper, Space, cell_key, check_searcher
+from .base import PAPER_PROTOCOL, Float, Grid, Paper, Space, cell_key, check_searcher
 
 BASE = {
     "data.dataset": "cifar100",
@@ -53,6 +53,7 @@ def cskd(searcher: str | None = None) -> Space:
         params=(grid_t, grid_l),
         searcher="grid",
         scheduler=None,
+        **PAPER_PROTOCOL,
         num_samples=len(cells),
         paper=Paper(source="P-CSKD §3.1 (grid), Table 1; C-CSKD README", setting=dict(P.CSKD_GRID_SETTING),
                     cells={cell_key(c): None for c in cells}, presets=_presets(), note=NOTE),

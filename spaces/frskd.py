@@ -7,7 +7,7 @@ legible numbers. `searcher="tpe"` gives the continuous alternative of 11.3.
 from __future__ import annotations
 
 from . import paper as P
-from .base import Categorical, Float, Grid, Paper, Space, cell_key, check_searcher
+from .base import PAPER_PROTOCOL, Categorical, Float, Grid, Paper, Space, cell_key, check_searcher
 
 BASE = {
     "data.dataset": "cifar100",
@@ -76,6 +76,7 @@ def frskd(searcher: str | None = None) -> Space:
         params=(grid,),
         searcher="grid",
         scheduler=None,
+        **PAPER_PROTOCOL,
         num_samples=len(cells),
         paper=Paper(source="P-FRSKD Tables 1, 6, appendix Fig. 4", setting=dict(P.FRSKD_GRID_SETTING),
                     cells={cell_key(c): lookup(c) for c in cells}, best=_best(), best_value=best_value,

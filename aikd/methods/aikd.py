@@ -46,7 +46,8 @@ class AIKD(Method):
         if self.omega > 0:
             c = cfg.critic
             self.critic = create_model("critic", num_classes, fc1=c.fc1, fc2=c.fc2, norm=c.norm,
-                                       leaky_slope=c.leaky_slope, head=c.head, input=c.input).to(device)
+                                       leaky_slope=c.leaky_slope, head=c.head, input=c.input,
+                                       bn_mode=c.bn_mode).to(device)
             self.critic.train()
             self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.lr, betas=tuple(c.betas),
                                                eps=1e-8, weight_decay=0.0)
@@ -89,25 +90,37 @@ class AIKD(Method):
         with torch.no_grad():
             return F.softmax(prev(batch.x) / self.tau_p, dim=1)
 
-    def _critic_scores(self, real, fake):
-        if self.cfg.critic.bn_mode == "joint":
-            s = self.critic(torch.cat([real, fake]))
-            return s[: len(real)], s[len(real):]
-        return self.critic(real), self.critic(fake)
+    def critic_step(self, z_sup, z_t):
+        """`n_critic` WGAN-GP updates of the critic on (real = z_sup, fake = z_t); returns (L_D, GP, W_est).
 
-    def _critic_step(self, z_sup, z_t):
-        real, fake = self.critic.prepare(z_sup), self.critic.prepare(z_t.detach())
-        for _ in range(self.cfg.critic.n_critic):
-            s_real, s_fake = self._critic_scores(real, fake)
-            eps = torch.rand(real.shape[0], 1, generator=self.eps_gen).to(real.device, real.dtype)
-            gp = gradient_penalty(self.critic, real, fake, eps)
-            w_est = (s_real.mean() - s_fake.mean()).detach()
-            loss_d = s_fake.mean() - s_real.mean() + self.cfg.critic.gp_weight * gp
-            self.critic_opt.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.critic_opt.step()
-            self.critic_opt.zero_grad(set_to_none=True)  # nothing of L_D lingers into the student's step
+        Runs in float32 with autocast off, whatever the student's precision: the penalty is a double backward of a
+        unit-norm gradient, and Adam's moments of it, which bf16 (8 significant bits) would round coarsely.
+        """
+        with torch.autocast(device_type=z_t.device.type, enabled=False):
+            real, fake = self.critic.prepare(z_sup.float()), self.critic.prepare(z_t.detach().float())
+            for _ in range(self.cfg.critic.n_critic):
+                s_real, s_fake = self.critic.score_pair(real, fake)
+                eps = torch.rand(real.shape[0], 1, generator=self.eps_gen).to(real.device, real.dtype)
+                gp = gradient_penalty(self.critic, real, fake, eps)  # the interpolates in their own call
+                w_est = (s_real.mean() - s_fake.mean()).detach()
+                loss_d = s_fake.mean() - s_real.mean() + self.cfg.critic.gp_weight * gp
+                self.critic_opt.zero_grad(set_to_none=True)
+                loss_d.backward()
+                self.critic_opt.step()
+                self.critic_opt.zero_grad(set_to_none=True)  # nothing of L_D lingers into the student's step
         return loss_d.detach(), gp.detach(), w_est
+
+    def adversarial_loss(self, z_sup, z_t):
+        """L_A = -mean s(z_t), scored by the same `score_pair` as the critic step (the student's batch beside the
+        guide's), in float32; the graph runs through the critic into z_t, the critic's weights get no gradient."""
+        self.critic.requires_grad_(False)  # L_A must not train the critic (SPEC 2.6 step 4)
+        try:
+            with torch.autocast(device_type=z_t.device.type, enabled=False):
+                _, s_fake = self.critic.score_pair(self.critic.prepare(z_sup.float()),
+                                                   self.critic.prepare(z_t.float()))
+                return -s_fake.mean()
+        finally:
+            self.critic.requires_grad_(True)
 
     def training_step(self, batch):
         z_t = self.model(batch.x)
@@ -133,10 +146,8 @@ class AIKD(Method):
                 self.cache_next[batch.idx] = z_t.detach().float()
                 self.cache_writes[batch.idx] += 1
         if self.critic is not None:
-            out["critic"], out["gp"], out["w_est"] = self._critic_step(z_sup.float(), z_t.float())
-            self.critic.requires_grad_(False)  # L_A must not train the critic (SPEC 2.6 step 4)
-            adv = -self.critic(self.critic.prepare(z_t.float())).mean()
-            self.critic.requires_grad_(True)
+            out["critic"], out["gp"], out["w_est"] = self.critic_step(z_sup, z_t)
+            adv = self.adversarial_loss(z_sup, z_t)
             loss = loss + self.omega * adv
             out["adv"] = adv.detach()
         out["loss"] = loss

@@ -71,13 +71,15 @@ def test_each_term_matches_its_formula(data):
     ce = F.cross_entropy(z.double(), b.y)
     guide = _kd(z, z_sup, 3.0)
     prog = _kd(z, z_prev, 2.0)
-    adv = -m.critic(z).double().mean()  # with the critic as updated in this step
+    # with the critic as updated in this step, the student's batch scored in one pass beside the guide's (D8)
+    adv = -m.critic(torch.cat([z_sup, z]))[len(z):].double().mean()
     assert out["ce"].item() == pytest.approx(ce.item(), abs=1e-5)
     assert out["guide"].item() == pytest.approx(guide.item(), abs=1e-5)
     assert out["progressive"].item() == pytest.approx(prog.item(), abs=1e-5)
     assert out["adv"].item() == pytest.approx(adv.item(), abs=1e-5)
     total = 0.6 * ce + 0.1 * guide + 0.3 * prog + 0.1 * adv
     assert out["loss"].item() == pytest.approx(total.item(), abs=1e-5)
+    assert {"critic", "gp", "w_est"} <= set(out)
 
 
 def test_guide_is_zero_when_student_equals_teacher(data):
@@ -135,9 +137,11 @@ def test_adversarial_term_sends_gradient_into_student_logits(data):
     m, model, _ = _method(data)
     b = _first_batch(data)
     z = model(b.x).detach().requires_grad_(True)
-    adv = -m.critic(m.critic.prepare(z)).mean()
+    adv = m.adversarial_loss(teacher_logits := model(b.x).detach() * 2, z)
     (g,) = torch.autograd.grad(adv, z)
     assert g.abs().sum() > 0
+    assert teacher_logits.grad is None and all(p.grad is None for p in m.critic.parameters())
+    assert all(p.requires_grad for p in m.critic.parameters())  # the critic step can train it again
 
 
 def test_omega_zero_builds_no_critic(data):
@@ -189,3 +193,109 @@ def test_cache_written_once_per_sample_and_used_as_target(data):
     b = _first_batch(data, 1)
     q = m._progressive_target(b)
     assert torch.allclose(q, torch.softmax(written[b.idx] / 2.0, 1))
+
+
+# ---- the critic sees scale and shift (D8), in float32 (SPEC 2.6) -------------------------------------------------
+
+class _AffineOf(torch.nn.Module):
+    """A guide whose logits are a * z + c of the student's z."""
+
+    def __init__(self, student, a, c):
+        super().__init__()
+        self.student, self.a, self.c = student, a, c
+
+    def forward(self, x):
+        return self.a * self.student(x) + self.c
+
+
+@pytest.fixture(scope="module")
+def trained_student(data):
+    """small_cnn after two epochs of CE on digits: logits with a realistic spread (an untrained net's are ~0.1)."""
+    torch.manual_seed(0)
+    student = create_model("small_cnn", 10)
+    opt = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9)
+    for epoch in range(2):
+        data.train.set_epoch(epoch)
+        for b in data.train:
+            loss = F.cross_entropy(student(b.x), b.y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    student.eval()
+    with torch.no_grad():
+        data.train.set_epoch(0)
+        logits = [student(b.x) for b in data.train]
+    return student, logits
+
+
+STEPS = 400
+
+
+@pytest.mark.parametrize("bn_mode", ["joint", "separate"])
+@pytest.mark.parametrize("a, c", [(1.0, 0.0), (0.3, 0.0), (3.0, 0.0), (1.0, 2.0)])
+def test_critic_estimates_a_distance_between_affinely_related_logits(data, trained_student, bn_mode, a, c):
+    """Frozen student, guide = a * student + c: only the critic trains. With `joint` BatchNorm its Wasserstein
+    estimate becomes clearly positive whenever the guide differs; with `separate` it stays at zero (the critic is
+    invariant to the affine map), which is why `joint` is the default. Identical logits give zero either way."""
+    student, logits = trained_student
+    torch.manual_seed(0)
+    cfg = _cfg(critic__bn_mode=bn_mode)
+    m = create_method(cfg, student, data, DEV, teacher=_AffineOf(student, a, c))
+    m.on_epoch_start(0)
+    w = []
+    for i in range(STEPS):
+        z = logits[i % len(logits)]
+        w.append(m.critic_step(a * z + c, z)[2].item())
+    w_late = sum(w[-50:]) / 50
+    if (a, c) == (1.0, 0.0):
+        assert abs(w_late) < 1e-6, w_late
+    elif bn_mode == "joint":
+        assert w_late > 0.05, w_late
+    else:
+        assert abs(w_late) < 1e-3, w_late
+
+
+def test_training_step_reports_the_critics_estimate_for_a_shifted_guide(data, trained_student):
+    student, _ = trained_student
+    torch.manual_seed(0)
+    m = create_method(_cfg(), student, data, DEV, teacher=_AffineOf(student, 1.0, 2.0))
+    m.on_epoch_start(0)
+    data.train.set_epoch(0)
+    for i, b in enumerate(data.train):
+        out = m.training_step(b)
+        if i == 40:
+            break
+    assert out["w_est"].item() > 0.02 and out["adv"].requires_grad is False
+
+
+def test_critic_step_runs_in_float32_under_bf16_autocast(data):
+    """SPEC 2.6: the critic's update and its gradient penalty run in float32 whatever the student's precision.
+    Every layer of the critic must compute in float32 during the step, and the penalty must equal the one computed
+    here without autocast (bf16 would differ by ~1e-2 relative)."""
+    import aikd.losses as L
+    m, model, teacher = _method(data)
+    m.on_epoch_start(0)
+    b = _first_batch(data)
+    with torch.no_grad():
+        z_t, z_sup = model(b.x), teacher(b.x)
+    reference = copy.deepcopy(m.critic)
+    eps_state = m.eps_gen.get_state()
+    dtypes = []
+    hooks = [mod.register_forward_hook(lambda _m, _i, o: dtypes.append(o.dtype))
+             for mod in m.critic.modules() if isinstance(mod, (torch.nn.Linear, torch.nn.BatchNorm1d))]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.nn.functional.linear(z_t, torch.eye(10)).dtype == torch.bfloat16  # autocast is on here
+        loss_d, gp, w_est = m.critic_step(z_sup.bfloat16(), z_t.bfloat16())
+    for h in hooks:
+        h.remove()
+    assert dtypes and set(dtypes) == {torch.float32}
+    assert gp.dtype == loss_d.dtype == w_est.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in m.critic.parameters())
+    assert all(v.dtype == torch.float32 for s in m.critic_opt.state.values() for v in s.values() if v.numel() > 1)
+    eps = torch.rand(len(z_t), 1, generator=torch.Generator().set_state(eps_state))
+    real, fake = z_sup.bfloat16().float(), z_t.bfloat16().float()
+    expected_gp = L.gradient_penalty(reference, real, fake, eps)
+    torch.testing.assert_close(gp, expected_gp.detach(), rtol=1e-5, atol=1e-6)
+    s = reference(torch.cat([real, fake]))
+    expected_w = s[: len(real)].mean() - s[len(real):].mean()
+    torch.testing.assert_close(w_est, expected_w.detach(), rtol=1e-5, atol=1e-6)

@@ -84,3 +84,46 @@ def test_presets_of_the_ablation_variants():
 def test_every_key_is_settable():
     keys = all_keys()
     assert "method.omega" in keys and "critic.fc1" in keys and "epochs" in keys
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "tinyimagenet"])
+def test_coarse_sets_default_to_each_papers_backbone(dataset):
+    """SPEC 7.9: PreAct ResNet-18 (7.1) for AI-KD, CS-KD, PS-KD, TF-KD and the baseline; FRSKD's own post-activation
+    ResNet-18 with a CIFAR stem (7.5)."""
+    for method in ("aikd", "aikd_no_adv", "aikd_only_progressive", "aikd_only_guide", "cskd", "pskd", "tfkd",
+                   "baseline"):
+        r = TrainConfig.from_dict({"data.dataset": dataset, "method.name": method}).resolved()
+        assert (r.model.name, r.model.stem) == ("preact_resnet18", "cifar"), method
+    r = TrainConfig.from_dict({"data.dataset": dataset, "method.name": "frskd"}).resolved()
+    assert (r.model.name, r.model.stem) == ("resnet18_cifar", "cifar")
+
+
+@pytest.mark.parametrize("dataset", ["cub200", "dogs", "mit67", "aircraft", "stanford40"])
+def test_fine_grained_sets_default_to_the_224_resnet18(dataset):
+    for method in ("aikd", "cskd", "pskd", "tfkd", "baseline", "frskd"):
+        r = TrainConfig.from_dict({"data.dataset": dataset, "method.name": method}).resolved()
+        assert (r.model.name, r.model.stem, r.data.batch_size) == ("resnet18", "imagenet", 32), method
+
+
+def test_offline_sets_keep_the_small_cnn_and_an_explicit_model_always_wins():
+    for dataset in ("digits", "synthetic"):
+        assert TrainConfig.from_dict({"data.dataset": dataset, "method.name": "aikd"}).resolved().model.name \
+            == "small_cnn"
+    r = TrainConfig.from_dict({"data.dataset": "cifar100", "method.name": "aikd", "model.name": "wrn16_2"}).resolved()
+    assert r.model.name == "wrn16_2"
+    # also over a family (e.g. a `compare` cell under --model)
+    r = TrainConfig.from_dict({"data.dataset": "cub200", "method.name": "aikd", "model.family": "densenet121",
+                               "model.name": "small_cnn"}).resolved()
+    assert r.model.name == "small_cnn"
+    r = TrainConfig.from_dict({"data.dataset": "cub200", "method.name": "aikd", "model.family": "densenet121"})
+    assert (r.resolved().model.name, r.resolved().model.stem) == ("densenet121", "imagenet")
+    assert r.resolved().resolved().to_dict() == r.resolved().to_dict()  # resolving is idempotent
+
+
+def test_stanford40_is_accepted_like_the_other_image_folder_sets():
+    r = TrainConfig.from_dict({"data.dataset": "stanford40", "method.name": "frskd"}).resolved()
+    assert (r.method.alpha, r.method.beta) == (1.0, 200.0)  # FRSKD's fine-grained preset (SPEC 4.3)
+    c = TrainConfig.from_dict({"data.dataset": "stanford40", "method.name": "cskd"}).resolved()
+    assert c.method.lambda_cls == 3.0 and c.data.mix_alpha == 1.0
+    f = TrainConfig.from_dict({"data.dataset": "stanford40", "method.name": "frskd", "data.augment": "mixup"})
+    assert f.resolved().data.mix_alpha == 0.3  # FRSKD's fine-grained mixup alpha

@@ -21,7 +21,7 @@ from aikd.data.datasets import (
 from aikd.data.transforms import test_transform as eval_transform
 from aikd.data.transforms import train_transform
 
-FINE_GRAINED = ["cub200", "dogs", "mit67", "aircraft"]
+FINE_GRAINED = ["cub200", "dogs", "mit67", "aircraft", "stanford40"]
 
 
 # ---------------------------------------------------------------- fake data writers
@@ -113,7 +113,7 @@ def _write_image_folder(root: Path, name: str):
 def test_registry_and_unknown_name():
     assert {"cifar10", "cifar100", "tinyimagenet", *FINE_GRAINED, "digits", "synthetic"} <= set(DATASETS)
     assert DATASETS["cifar100"].num_classes == 100 and DATASETS["tinyimagenet"].num_classes == 200
-    assert [DATASETS[n].num_classes for n in FINE_GRAINED] == [200, 120, 67, 100]
+    assert [DATASETS[n].num_classes for n in FINE_GRAINED] == [200, 120, 67, 100, 40]
     assert all(DATASETS[n].fine_grained and DATASETS[n].input_size == 224 for n in FINE_GRAINED)
     assert DATASETS["digits"].mean is None and DATASETS["digits"].input_size == 8
     with pytest.raises(ValueError, match="cifar100"):

@@ -36,6 +36,66 @@ def test_dry_run_prints_the_plan(capsys, tmp_path):
     assert not (tmp_path / "m.db").exists()
 
 
+@pytest.mark.parametrize("dataset, model", [
+    ("tinyimagenet", "preact_resnet18"),  # same scale as the space's cifar100: the paper's model stays
+    ("cifar10", "preact_resnet18"),
+    ("cub200", "resnet18"),               # fine-grained: the 224 ResNet-18 of aikd.config
+    ("digits", "small_cnn"),              # offline: the dataset's small CNN
+])
+def test_dry_run_prints_the_model_each_trial_trains(capsys, tmp_path, dataset, model):
+    """The space's paper model stays when --dataset changes within a scale; no data needs to be present."""
+    assert main(["--space", "aikd_ablation", "--dataset", dataset, "--dry-run", "--no-tracking",
+                 "--storage", str(tmp_path / "studies"), "--data-root", str(tmp_path / "data")]) == 0
+    out = capsys.readouterr().out
+    training = next(line for line in out.splitlines() if line.startswith("training"))
+    assert training.startswith(f"training    {dataset}; model {model};"), training
+    assert ("data        MISSING" in out) == (dataset != "digits")
+
+
+def test_model_flag_wins_and_frskd_keeps_its_model_on_tinyimagenet(capsys, tmp_path):
+    assert main(["--space", "aikd_ablation", "--dataset", "tinyimagenet", "--model", "wrn16_2", "--dry-run",
+                 "--no-tracking", "--storage", str(tmp_path)]) == 0
+    assert "model wrn16_2;" in capsys.readouterr().out
+    assert main(["--space", "frskd", "--dataset", "tinyimagenet", "--dry-run", "--no-tracking",
+                 "--storage", str(tmp_path)]) == 0
+    assert "model wrn16_2;" in capsys.readouterr().out
+
+
+def _plan(tmp_path, *argv):
+    from search.plan import build_plan, parse_args
+    return build_plan(parse_args([*argv, "--no-tracking", "--storage", str(tmp_path)]))
+
+
+def test_paper_protocol_trains_student_and_teacher_on_the_whole_training_set(tmp_path):
+    """SPEC 8.3 final runs: data.val_fraction = 0 for every trial and its phase-1 teacher (whose store key follows),
+    the study's metric a test metric; the default of the paper-table grids, --protocol search turns it off."""
+    from aikd.teachers import teacher_key
+    paper = _plan(tmp_path, "--space", "aikd_omega", "--dataset", "digits")
+    assert (paper.space.protocol, paper.space.metric) == ("paper", "test_error")
+    assert paper.base["data.val_fraction"] == 0.0
+    assert all(c.data.val_fraction == 0.0 for c in paper.resolved_configs)
+    assert all(c.teacher_config().data.val_fraction == 0.0 for c in paper.resolved_configs)
+    search = _plan(tmp_path, "--space", "aikd_omega", "--dataset", "digits", "--protocol", "search")
+    assert (search.space.protocol, search.space.metric) == ("search", "val_error")
+    assert all(c.data.val_fraction == 0.1 for c in search.resolved_configs)
+    one = next(c for c in paper.resolved_configs if c.method.omega > 0)
+    other = next(c for c in search.resolved_configs if c.method.omega == one.method.omega)
+    assert teacher_key(one) != teacher_key(other)  # not the teacher of the validation split's subset
+    tpe = _plan(tmp_path, "--space", "aikd_ablation", "--dataset", "digits")
+    assert (tpe.space.protocol, tpe.space.metric) == ("search", "val_error")
+
+
+def test_dry_run_prints_the_protocol(capsys, tmp_path):
+    assert main(["--space", "aikd_omega", "--dataset", "digits", "--dry-run", "--no-tracking",
+                 "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "protocol    paper (whole training set, last-epoch test metrics)" in out
+    assert "metric test_error (min)" in out and '"data.val_fraction": 0.0' in out
+    assert main(["--space", "aikd_ablation", "--dataset", "digits", "--dry-run", "--no-tracking",
+                 "--storage", str(tmp_path)]) == 0
+    assert "protocol    search (validation split" in capsys.readouterr().out
+
+
 def test_smoke_flags_given_explicitly_win(capsys, tmp_path):
     assert main(["--space", "aikd_ablation", "--smoke-test", "--max-epochs", "3", "--dry-run", "--no-tracking",
                  "--storage", str(tmp_path)]) == 0
@@ -62,7 +122,11 @@ def test_smoke_flags_given_explicitly_win(capsys, tmp_path):
     (["--space", "aikd_ablation", "--seeds", "0"], ["--seeds=0"]),
     (["--space", "aikd_ablation", "--max-epochs", "0"], ["--max-epochs=0"]),
     (["--space", "aikd_omega", "--searcher", "tpe"], ["grid"]),
-    (["--space", "aikd_ablation", "--set", "data.val_fraction=0"], ["val_error", "val_fraction"]),
+    (["--space", "aikd_ablation", "--set", "data.val_fraction=0"], ["val_error", "val_fraction", "--protocol paper"]),
+    (["--space", "aikd_omega", "--protocol", "search", "--set", "data.val_fraction=0"], ["val_error", "val_fraction"]),
+    (["--space", "aikd_ablation", "--protocol", "paper"], ["--protocol paper", "aikd_ablation", "--protocol search"]),
+    (["--space", "aikd_omega", "--scheduler", "asha"], ["--scheduler asha", "--protocol paper", "test metrics"]),
+    (["--space", "aikd_omega", "--set", "data.val_fraction=0.2"], ["data.val_fraction=0.2", "--protocol paper"]),
     (["--resume"], ["--resume needs --name"]),
     (["--space", "aikd_ablation", "--address", "ray://headnode"], ["--address 'ray://headnode'", "ray://HOST:PORT"]),
     (["--space", "aikd_ablation", "--address", "http://10.0.0.5:8265"], ["auto, HOST:PORT", "ray://HOST:PORT"]),

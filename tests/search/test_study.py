@@ -189,3 +189,39 @@ def test_two_objective_study_reports_its_pareto_front(tmp_path, teacher_root):
         beaten = any(dominates(o, t) for o in done)
         assert (t[0] in front) == (not beaten), (t, done)
     assert (tmp_path / "two" / "report" / "pareto.png").exists()
+
+
+def test_paper_table_grid_runs_in_the_paper_protocol_and_its_table_says_so(tmp_path, teacher_root):
+    """`--space aikd_omega --dataset digits --seeds 3` (2 epochs to stay fast): the whole training set for the
+    students and their phase-1 teacher, no validation metrics, last-epoch test error mean +/- std per cell, and the
+    protocol named in the plan and in the paper table."""
+    teachers = tmp_path / "teachers"  # its own store: the whole-training-set teacher is not the session's
+    out = run_cli([str(ROOT / "search/run.py"), "--space", "aikd_omega", "--dataset", "digits", "--seeds", "3",
+                   "--max-epochs", "2", "--storage", str(tmp_path), "--name", "omega", "--no-tracking",
+                   "--set", f"teacher.root={teachers}"], cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    line = "paper (whole training set, last-epoch test metrics)"
+    assert f"protocol    {line}" in out.stdout and f"protocol: {line}" in out.stdout
+    table = (tmp_path / "omega" / "report" / "paper_table.md").read_text().splitlines()
+    assert table[0] == f"protocol: {line}"
+    rows = [r for r in table if r.startswith("| method.omega=")]
+    assert len(rows) == 8
+    for r in rows:
+        cells = [c.strip() for c in r.strip("|").split("|")]
+        assert "+/-" in cells[1] and cells[3] == "-" and cells[4] == "done", r  # ours over 3 seeds; no val split
+    assert "top trials by test_error" in out.stdout
+    trials = [p for p in (tmp_path / "omega").iterdir() if (p / "result.json").exists()]
+    assert len(trials) == 8
+    for t in trials:
+        params = json.loads((t / "params.json").read_text())
+        assert params["_study"]["base"]["data.val_fraction"] == 0.0 and params["_study"]["seeds"] == [1, 2, 3]
+        last = read_results(t / "result.json")[-1]
+        assert last["epoch"] == 2 and "test_error_std" in last and "test_ece_ts" in last
+        assert not any(k.startswith("val_") for k in last)
+    metas = [json.loads(p.read_text()) for p in teachers.glob("*.json")]
+    assert len(metas) == 1 and metas[0]["config"]["data.val_fraction"] == 0.0  # one teacher, whole training set
+    assert json.loads((tmp_path / "omega" / "study.json").read_text())["protocol"] == "paper"
+    (tmp_path / "omega" / "report" / "paper_table.md").unlink()
+    rebuilt = run_cli([str(ROOT / "search/report.py"), str(tmp_path / "omega"), "--no-tracking"], cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert (tmp_path / "omega" / "report" / "paper_table.md").read_text().splitlines() == table

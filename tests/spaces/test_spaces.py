@@ -14,7 +14,7 @@ CONFIG_KEYS = frozenset({
     "epochs", "seed", "data.dataset", "data.augment", "model.name", "model.family", "optim.recipe",
     "method.name", "method.omega", "method.tau_g", "method.tau_p", "method.alpha_g", "method.alpha_p",
     "method.prev_mode", "method.alpha", "method.beta", "method.width", "method.temperature", "method.lambda_cls",
-    "critic.fc1", "critic.fc2", "critic.head", "critic.input", "critic.norm", "critic.betas",
+    "critic.fc1", "critic.fc2", "critic.head", "critic.input", "critic.norm", "critic.bn_mode", "critic.betas",
 })
 
 SPEC_NAMES = [
@@ -64,7 +64,8 @@ def test_keys_are_config_keys(name, options):
         assert set(cell) <= CONFIG_KEYS
     sample = space.sample(np.random.default_rng(0))
     assert set(sample) == set(space.outputs())
-    assert space.metric == "val_error" and space.mode == "min"
+    # SPEC 11.1 val_error, on the test split under the paper protocol (SPEC 8.3: no validation split there)
+    assert space.metric == ("test_error" if space.protocol == "paper" else "val_error") and space.mode == "min"
     if space.searcher == "grid":
         assert space.scheduler is None
     else:
@@ -205,7 +206,13 @@ def test_design_space():
     space = get_space("aikd_design")
     assert space.searcher == "tpe" and space.scheduler == "asha"
     grid = get_space("aikd_design", searcher="grid")
-    assert grid.num_samples == 3 * 2 * 3 * 2 * 2
+    assert grid.num_samples == 4 * 2 * 4 * 2 * 2  # head x input x (norm, bn_mode) x prev_mode x betas
+    norm_batching = {(c["critic.norm"], c["critic.bn_mode"]) for c in grid.grid_cells()}
+    assert norm_batching == {("batchnorm", "joint"), ("batchnorm", "separate"), ("layernorm", "joint"),
+                             ("none", "joint")}
+    assert {c["critic.head"] for c in grid.grid_cells()} == {"leaky_mean", "mean", "sum", "linear"}
+    sampled = {space.sample(np.random.default_rng(i))["critic.bn_mode"] for i in range(40)}
+    assert sampled == {"joint", "separate"}  # the TPE variant searches both batchings too
     assert all(grid.cell_paper_value(c) is None for c in grid.grid_cells())
     assert {tuple(c["critic.betas"]) for c in grid.grid_cells()} == {(0.0, 0.9), (0.9, 0.999)}
 
@@ -266,3 +273,32 @@ def test_spaces_pickle_round_trip(name, options):
     clone = pickle.loads(pickle.dumps(space))
     assert clone == space
     assert clone.sample(np.random.default_rng(3)) == space.sample(np.random.default_rng(3))
+
+
+PAPER_TABLE_SPACES = ["aikd_losses", "aikd_omega", "aikd_alpha", "aikd_temperature", "aikd_critic", "aikd_augment",
+                      "frskd", "cskd", "compare"]
+
+
+@pytest.mark.parametrize("name, options", VARIANTS)
+def test_paper_table_grids_default_to_the_paper_protocol(name, options):
+    space = get_space(name, **options)
+    paper = name in PAPER_TABLE_SPACES and space.is_grid
+    assert space.protocol == ("paper" if paper else "search")
+    assert space.metric == ("test_error" if paper else "val_error")
+
+
+def test_with_protocol_moves_the_metric_to_the_protocols_split():
+    omega = get_space("aikd_omega")
+    searched = omega.with_protocol("search")
+    assert (searched.protocol, searched.metric) == ("search", "val_error")
+    back = searched.with_protocol("paper")
+    assert (back.protocol, back.metric) == ("paper", "test_error") and back.grid_cells() == omega.grid_cells()
+    assert spaces.protocol_metric("val_ece", "paper") == "test_ece"
+    assert spaces.protocol_metric("test_f1", "search") == "val_f1"
+    assert spaces.protocol_metric("train_loss", "paper") == "train_loss"
+    with pytest.raises(ValueError, match="grid"):  # nothing may select or stop on test metrics
+        get_space("aikd_ablation").with_protocol("paper")
+    with pytest.raises(ValueError, match="protocol"):
+        omega.with_protocol("final")
+    with pytest.raises(ValueError, match="test metric"):
+        dataclasses.replace(omega, metric="val_error")
