@@ -7,7 +7,6 @@ mean, and a checkpoint holds every seed's complete state. Test metrics are logge
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,9 @@ import torch
 
 from aikd.config import TrainConfig
 from aikd.train import NonFiniteLossError, Trainer
+from trainables.checkpoints import STATE_FILE, TrialReporter
 from trainables.trial_log import open_trial_log
 
-STATE_FILE = "state.pt"
 FAILURE_KEY = "failure"
 # Metrics reported per epoch (kept under ~30 keys per trial); method loss parts are added as they appear.
 REPORTED = ("epoch", "lr", "train_loss", "val_error", "val_top5_error", "val_nll", "val_ece", "val_f1",
@@ -123,6 +122,7 @@ def run_trial(config: dict) -> None:
 
 
 def _train_and_report(trainers, cfgs, seeds, study, log) -> None:
+    reporter = TrialReporter(study, cfgs[0].epochs)
     try:
         while not trainers[0].done:
             per_seed = [t.train_epoch() for t in trainers]
@@ -135,13 +135,13 @@ def _train_and_report(trainers, cfgs, seeds, study, log) -> None:
                     metrics.update(log.finish(cfgs[0].to_dict(), metrics, trainers[0].artifacts()))
                 else:
                     metrics.update(log.counts())
-            with tempfile.TemporaryDirectory() as d:
-                save_checkpoint_state(d, trainers, seeds)
-                ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(d))
+            reporter.report(metrics, trainers, seeds)  # the checkpoint, when due, is written while training goes on
     except NonFiniteLossError as e:
         epoch = trainers[0].epoch + 1
         # the study's metric as NaN: Tune requires the key in every result; searcher and ASHA skip the value
         failure = {"epoch": epoch, FAILURE_KEY: "non-finite loss", study.get("metric") or "val_error": float("nan")}
         if log is not None:
             failure.update(log.fail({"failure": "non-finite loss", "error": str(e)[:500]}))
-        ray.tune.report(failure)
+        reporter.report(failure)
+    finally:
+        reporter.close()
