@@ -58,6 +58,8 @@ def parse_args(argv=None):
                    help="start a fresh worker process per trial (default: a finished trial's worker takes the next "
                         "trial, saving the process start and imports, several seconds per trial)")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial from its checkpoint")
+    p.add_argument("--checkpoint-every", type=int, help="checkpoint a trial every K epochs (default 1), and always at "
+                                                        "ASHA's decision epochs and the last")
     p.add_argument("--address", help="join a running Ray cluster: auto, host:port or ray://host:port")
     p.add_argument("--storage", default="studies", help="study folder root (shared FS or s3://, gs:// on clusters)")
     p.add_argument("--name", help="study name (default SPACE-DATE-TIME)")
@@ -200,6 +202,8 @@ def build_plan(args) -> Plan:
         raise UsageError(str(e)) from None
     if args.seeds < 1:
         raise UsageError(f"--seeds={args.seeds} must be >= 1")
+    if getattr(args, "checkpoint_every", None) is not None and args.checkpoint_every < 1:
+        raise UsageError(f"--checkpoint-every={args.checkpoint_every} must be >= 1")
     if args.num_samples is not None and args.num_samples < 1:
         raise UsageError(f"--num-samples={args.num_samples} must be >= 1")
     if space.metric.startswith("val_") and resolved.data.val_fraction == 0:
@@ -369,10 +373,15 @@ def _cluster_checks(ray, plan: Plan):
     check_storage_reachable(ray, plan.storage, driver_on_a_node=not is_client())
 
 
-def _param_space(plan: Plan, tracking_info: dict | None) -> dict:
+def _param_space(plan: Plan, tracking_info: dict | None, args=None) -> dict:
     from ray import tune
+
+    from trainables.checkpoints import study_schedule
     study = {"base": plan.base, "seeds": plan.seeds, "tracking": tracking_info, "name": plan.name,
-             "metric": plan.space.metric}
+             "metric": plan.space.metric,
+             **study_schedule(getattr(args, "checkpoint_every", None), plan.epochs,
+                              plan.grace_period if plan.scheduler == "asha" else None,
+                              getattr(args, "reduction_factor", 3.0))}
     ps = {"_study": study}
     if plan.space.is_grid:
         ps["cell"] = tune.grid_search(plan.space.grid_cells())
@@ -474,7 +483,7 @@ def run_study(args, plan: Plan, out=print) -> int:
             tuner = restore_tuner(plan, trainable, search_alg, tracking=tracking, out=out)
         else:
             tuner = tune.Tuner(
-                trainable, param_space=_param_space(plan, tracking_info),
+                trainable, param_space=_param_space(plan, tracking_info, args),
                 tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
                                             num_samples=plan.num_samples if search_alg else 1,
                                             max_concurrent_trials=args.max_concurrent,
