@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 from collections import defaultdict
@@ -219,6 +220,8 @@ class Trainer:
             marker = Path(cfg.debug.crash_marker)
             if not marker.exists():
                 marker.touch()
+                if cfg.debug.crash_kind == "kill":  # no exception: nothing of this process runs after it
+                    os.kill(os.getpid(), signal.SIGKILL)
                 raise InjectedCrash(f"injected crash at epoch {epoch}")
         return metrics
 
