@@ -97,3 +97,20 @@ def test_host_snapshot_is_a_copy_and_resumes_exactly(tmp_path):
     while not resumed.done:
         resumed.train_epoch()
     assert resumed.final_metrics() == fit(_cfg(3))
+
+
+@pytest.mark.parametrize("mode, kept, left_out", [
+    ("cache", {"cache_next"}, {"cache", "init_model"}),
+    ("snapshot", set(), {"init_model"}),  # S_init serves epoch 0 only; S_prev is taken at the next epoch's start
+])
+def test_aikd_checkpoint_holds_only_what_the_next_epochs_read(mode, kept, left_out):
+    cfg = TrainConfig.from_dict({"data.dataset": "digits", "model.name": "small_cnn", "method.name": "aikd",
+                                 "method.alpha_g": 0.0, "method.omega": 0.0, "method.alpha_p": 0.5,
+                                 "method.prev_mode": mode, "epochs": 3,
+                                 **({"method.prev_epoch0": "init"} if mode == "snapshot" else {})}).resolved()
+    t = Trainer(cfg)
+    assert mode == "cache" or "init_model" in t.state(host=True)["method"]  # before epoch 0 it is needed
+    t.train_epoch()
+    t.train_epoch()
+    method_state = t.state(host=True)["method"]
+    assert kept <= set(method_state) and not left_out & set(method_state)
