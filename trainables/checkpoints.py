@@ -34,8 +34,9 @@ import torch
 STATE_FILE = "state.pt"
 # Every epoch: what a checkpoint leaves on the training thread is a copy into host memory, plus whatever the
 # background write takes from a core that training also wants (none on a GPU, whose host is idle meanwhile):
-# a few per cent of a digits epoch of resnet18 on one core, about a tenth of the old synchronous write
-# (benchmarks/checkpoint_cost.py, README). Larger K: fewer writes, up to K - 1 epochs retrained after a crash.
+# a few per cent of a digits epoch of resnet18 on one core, about half of the old synchronous write (the copy alone
+# is a tenth of it; benchmarks/checkpoint_cost.py, README). Larger K: fewer writes, up to K - 1 epochs retrained
+# after a crash.
 DEFAULT_EVERY = 1
 
 
