@@ -202,6 +202,8 @@ class DebugConfig:
     """Fault injection for the fault-tolerance tests; harmless at the defaults."""
     crash_at_epoch: int = _f(-1, "an epoch number (-1: never)")
     crash_marker: str = _f("", "a file path; the crash happens only while it does not exist")
+    crash_kind: str = _f("raise", "raise: an InjectedCrash; kill: the process sends itself SIGKILL (a dying worker)",
+                         choices=("raise", "kill"))
     nan_at_epoch: int = _f(-1, "an epoch number (-1: never)")
     nan_marker: str = _f("", "a file path; if set, only the run that creates it (atomically) goes NaN")
 

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 from collections import defaultdict
@@ -92,6 +93,24 @@ def _restore_rng(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _copied(obj, device, memo: dict):
+    """A deep copy in which every tensor is a detached copy (on `device`, or where it was), keeping shared
+    tensors shared and the attributes of dict subclasses (a state_dict's `_metadata`)."""
+    if isinstance(obj, torch.Tensor):
+        if id(obj) not in memo:
+            memo[id(obj)] = obj.detach().to(device or obj.device, copy=True)
+        return memo[id(obj)]
+    if isinstance(obj, dict):
+        out = type(obj)((k, _copied(v, device, memo)) for k, v in obj.items())
+        if getattr(obj, "__dict__", None):
+            out.__dict__.update(copy.deepcopy(obj.__dict__))
+        return out
+    if isinstance(obj, (list, tuple)):
+        items = [_copied(v, device, memo) for v in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+    return copy.deepcopy(obj)
 
 
 def _claim_marker(marker: str) -> bool:
@@ -200,15 +219,19 @@ class Trainer:
             marker = Path(cfg.debug.crash_marker)
             if not marker.exists():
                 marker.touch()
+                if cfg.debug.crash_kind == "kill":  # no exception: nothing of this process runs after it
+                    os.kill(os.getpid(), signal.SIGKILL)
                 raise InjectedCrash(f"injected crash at epoch {epoch}")
         return metrics
 
-    def state(self) -> dict:
-        """A snapshot (copied: state_dict tensors alias the live parameters) of all that resume needs."""
-        return copy.deepcopy({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                              "method": self.method.state_dict(), "epoch": self.epoch,
-                              "best_test_error": self.best_test, "history": self.history, "rng": _capture_rng(),
-                              "config": self.cfg.to_dict()})
+    def state(self, host: bool = False) -> dict:
+        """A snapshot of all that exact resume needs (the config is not part of it: whoever resumes builds the
+        Trainer from it). Copied, since state_dict tensors alias the live parameters; with `host=True` every tensor
+        is copied into CPU memory, so that a checkpoint can be written while the next epoch trains on the device."""
+        return _copied({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                        "method": self.method.state_dict(), "epoch": self.epoch, "best_test_error": self.best_test,
+                        "history": self.history, "rng": _capture_rng()},
+                       torch.device("cpu") if host else None, {})
 
     def final_metrics(self) -> dict:
         """The last epoch's metrics plus calibration after temperature scaling, and on the fine-grained sets the

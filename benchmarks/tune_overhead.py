@@ -17,10 +17,16 @@ validation), `ray.init` of a local cluster, the cost of a bare Ray Tune function
 reuse, with and without the imports our trial makes) and, from the trial folders, where a trial's time goes.
 Fixed cost per trial = C x wall / trials - mean training time of a trial (sum of its `epoch_seconds`).
 
-    PYTHONPATH=. python benchmarks/tune_overhead.py [--trials 4] [--epochs 7] [--concurrency 2]
-        [--no-fresh-variant] [--no-micro] [--keep]
+A second section (unless `--no-long`) does the same, CLI with workers reused against the plain loop, at a
+representative trial length: `--long-epochs` (10) epochs of wrn16_2 on CIFAR-shaped data (a CIFAR-100 folder of
+`--long-n` random images written into the scratch folder in the official python format, so that the trials load it
+and augment it as they would the real set), `--long-trials` (2) trials.
 
-Last line: `tune_overhead ratio=X.XX` (CLI wall / plain wall; target <= 1.10).
+    PYTHONPATH=. python benchmarks/tune_overhead.py [--trials 4] [--epochs 7] [--concurrency 2]
+        [--no-fresh-variant] [--no-micro] [--no-long] [--long-trials 2] [--long-epochs 10] [--long-n 1500] [--keep]
+
+Last lines: `tune_overhead long ratio=Y.YY` (the second section) and `tune_overhead ratio=X.XX` (CLI wall / plain
+wall of the first; target <= 1.10).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -39,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from _common import header, median, wait_for_quiet  # noqa: E402
+from _common import cifar_like, header, median, wait_for_quiet  # noqa: E402
 
 PY = sys.executable
 CLI_ARGS = ["--space", "cskd", "--searcher", "tpe", "--scheduler", "none", "--dataset", "digits",
@@ -211,12 +218,26 @@ def _result_line(stdout: str):
     raise ValueError("no RESULT line in:\n" + stdout[-2000:])
 
 
-def cli_command(args, storage: Path, name: str, reuse: bool) -> list[str]:
+def cli_command(args, storage: Path, name: str, reuse: bool, cli_args=CLI_ARGS) -> list[str]:
     head = [PY, str(ROOT / "search" / "run.py")] + ([] if reuse else ["--no-reuse-actors"])
-    return [*head, *CLI_ARGS, "--num-samples", str(args.trials), "--max-epochs", str(args.epochs),
+    return [*head, *cli_args, "--num-samples", str(args.trials), "--max-epochs", str(args.epochs),
             "--cpus-per-trial", "1", "--num-cpus", str(args.concurrency), "--max-concurrent", str(args.concurrency),
             "--storage", str(storage), "--name", name, "--mlflow-uri", f"sqlite:///{storage / 'mlflow.db'}",
             "--seed", "0"]
+
+
+def write_fake_cifar100(root: Path, n_train: int, n_test: int) -> Path:
+    """A CIFAR-100 folder in the official python format (`cifar-100-python/train`, `test`, `meta`) holding random
+    images: the trials read and augment it exactly as they would the real set."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
+        images, labels = cifar_like(n, 100, seed)
+        with open(folder / split, "wb") as f:
+            pickle.dump({"data": images.transpose(0, 3, 1, 2).reshape(n, -1), "fine_labels": labels.tolist()}, f)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"class_{i}" for i in range(100)]}, f)
+    return root
 
 
 def study_breakdown(study_dir: Path) -> dict:
@@ -235,8 +256,8 @@ def study_breakdown(study_dir: Path) -> dict:
     return {"configs": configs, "train_s": train, "first_overhead_s": first, "epoch_overhead_s": later}
 
 
-def run_cli(args, storage: Path, name: str, reuse: bool) -> dict:
-    wall, out, cpu = _run(cli_command(args, storage, name, reuse), label="search/run.py", cwd=storage)
+def run_cli(args, storage: Path, name: str, reuse: bool, cli_args=CLI_ARGS) -> dict:
+    wall, out, cpu = _run(cli_command(args, storage, name, reuse, cli_args), label="search/run.py", cwd=storage)
     fit_s = next((float(line.split()[3].rstrip("s;")) for line in out.splitlines()
                   if line.startswith("study finished in")), float("nan"))
     return {"wall_s": wall, "cpu_s": cpu, "fit_s": fit_s, **study_breakdown(storage / name)}
@@ -261,6 +282,30 @@ def _mean(xs) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
+def print_sides(runs: dict, args) -> None:
+    """The table of the sides, where the time of the CLI sides goes, and the CPU seconds."""
+    print(f"{'side':<28}{'wall s':>8}{'CPU s':>8}{'train s/trial':>15}{'fixed s/trial':>15}")
+    labels = {"cli": "search/run.py", "cli_fresh": "search/run.py fresh workers", "plain": "plain fit() loop"}
+    for k, res in runs.items():
+        print(f"{labels[k]:<28}{res['wall_s']:>8.1f}{res['cpu_s']:>8.1f}{_mean(res['train_s']):>15.1f}"
+              f"{fixed_per_trial(res, args):>15.1f}")
+    for k in ("cli", "cli_fresh"):
+        if k in runs:
+            r = runs[k]
+            print(f"{labels[k]}: tuner.fit {r['fit_s']:.0f}s, so {r['wall_s'] - r['fit_s']:.0f}s before/after it "
+                  f"(imports, ray.init, MLflow parent, summary, shutdown); inside a trial: first report "
+                  f"+{median(r['first_overhead_s']):.1f}s (Trainer build, MLflow child run), each later report "
+                  f"+{median(r['epoch_overhead_s']):.2f}s (checkpoint, MLflow log_batch)")
+    if "cli_fresh" in runs:
+        print(f"--no-reuse-actors (a fresh worker per trial): wall {runs['cli']['wall_s']:.1f}s -> "
+              f"{runs['cli_fresh']['wall_s']:.1f}s, ratio vs plain "
+              f"{runs['cli_fresh']['wall_s'] / runs['plain']['wall_s']:.2f}")
+    print(f"CPU seconds (all processes of a side, load-insensitive): search/run.py / plain "
+          f"{runs['cli']['cpu_s'] / runs['plain']['cpu_s']:.2f}"
+          + (f", with fresh workers {runs['cli_fresh']['cpu_s'] / runs['plain']['cpu_s']:.2f}"
+             if "cli_fresh" in runs else ""))
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 def main(argv=None) -> None:
@@ -270,6 +315,10 @@ def main(argv=None) -> None:
     p.add_argument("--concurrency", type=int, default=2, help="trials at once on both sides (1 CPU each)")
     p.add_argument("--no-fresh-variant", action="store_true", help="skip the CLI run with --no-reuse-actors")
     p.add_argument("--no-micro", action="store_true", help="skip the Ray start-up / bare-trial measurements")
+    p.add_argument("--no-long", action="store_true", help="skip the run at a representative trial length")
+    p.add_argument("--long-trials", type=int, default=2)
+    p.add_argument("--long-epochs", type=int, default=10)
+    p.add_argument("--long-n", type=int, default=1500, help="CIFAR-shaped training images of the long run")
     p.add_argument("--keep", action="store_true", help="keep the temporary study folders")
     p.add_argument("--max-load", type=float, default=1.5)
     p.add_argument("--plain-child", help=argparse.SUPPRESS)
@@ -313,26 +362,22 @@ def main(argv=None) -> None:
             wait_for_quiet(args.max_load, tries=3)
             runs["cli_fresh"] = run_cli(args, tmp, "overhead_fresh", reuse=False)
 
-        print(f"{'side':<28}{'wall s':>8}{'CPU s':>8}{'train s/trial':>15}{'fixed s/trial':>15}")
-        labels = {"cli": "search/run.py", "cli_fresh": "search/run.py fresh workers", "plain": "plain fit() loop"}
-        for k, res in runs.items():
-            print(f"{labels[k]:<28}{res['wall_s']:>8.1f}{res['cpu_s']:>8.1f}{_mean(res['train_s']):>15.1f}"
-                  f"{fixed_per_trial(res, args):>15.1f}")
-        for k in ("cli", "cli_fresh"):
-            if k in runs:
-                r = runs[k]
-                print(f"{labels[k]}: tuner.fit {r['fit_s']:.0f}s, so {r['wall_s'] - r['fit_s']:.0f}s before/after it "
-                      f"(imports, ray.init, MLflow parent, summary, shutdown); inside a trial: first report "
-                      f"+{median(r['first_overhead_s']):.1f}s (Trainer build, MLflow child run), each later report "
-                      f"+{median(r['epoch_overhead_s']):.2f}s (checkpoint, MLflow log_batch)")
-        if "cli_fresh" in runs:
-            print(f"--no-reuse-actors (a fresh worker per trial): wall {runs['cli']['wall_s']:.1f}s -> "
-                  f"{runs['cli_fresh']['wall_s']:.1f}s, ratio vs plain "
-                  f"{runs['cli_fresh']['wall_s'] / runs['plain']['wall_s']:.2f}")
-        print(f"CPU seconds (all processes of a side, load-insensitive): search/run.py / plain "
-              f"{runs['cli']['cpu_s'] / runs['plain']['cpu_s']:.2f}"
-              + (f", with fresh workers {runs['cli_fresh']['cpu_s'] / runs['plain']['cpu_s']:.2f}"
-                 if "cli_fresh" in runs else ""))
+        print_sides(runs, args)
+        if not args.no_long:
+            long_args = argparse.Namespace(**{**vars(args), "trials": args.long_trials, "epochs": args.long_epochs})
+            data = write_fake_cifar100(tmp / "cifar", args.long_n, max(100, args.long_n // 5))
+            cli_args = ["--space", "cskd", "--searcher", "tpe", "--scheduler", "none", "--dataset", "cifar100",
+                        "--model", "wrn16_2", "--data-root", str(data), "--set", "method.name=baseline"]
+            print(f"\nrepresentative length: {long_args.trials} trials x {long_args.epochs} epochs (wrn16_2, "
+                  f"CIFAR-shaped: {args.long_n} random 32x32 images, 100 classes, baseline), "
+                  f"{args.concurrency} at a time, 1 CPU each", flush=True)
+            long_runs = {}
+            wait_for_quiet(args.max_load, tries=3)
+            long_runs["cli"] = run_cli(long_args, tmp, "overhead_long", reuse=True, cli_args=cli_args)
+            wait_for_quiet(args.max_load, tries=3)
+            long_runs["plain"] = run_plain(long_args, long_runs["cli"]["configs"], tmp)
+            print_sides(long_runs, long_args)
+            print(f"tune_overhead long ratio={long_runs['cli']['wall_s'] / long_runs['plain']['wall_s']:.2f}")
         print(f"tune_overhead ratio={runs['cli']['wall_s'] / runs['plain']['wall_s']:.2f}")
     finally:
         if not args.keep:

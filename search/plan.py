@@ -52,6 +52,8 @@ def parse_args(argv=None):
                    help="start a fresh worker process per trial (default: a finished trial's worker takes the next "
                         "trial, saving the process start and imports, several seconds per trial)")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial from its checkpoint")
+    p.add_argument("--checkpoint-every", type=int, help="checkpoint a trial every K epochs (default 1), and always at "
+                                                        "ASHA's decision epochs and the last")
     p.add_argument("--address", help="join a running Ray cluster: auto, host:port or ray://host:port")
     p.add_argument("--storage", default="studies", help="study folder root (shared FS or s3://, gs:// on clusters)")
     p.add_argument("--name", help="study name (default SPACE-DATE-TIME)")
@@ -107,6 +109,8 @@ class Plan:
     metrics: list = dataclasses.field(default_factory=lambda: ["val_error"])  # the first decides for ASHA
     modes: list = dataclasses.field(default_factory=lambda: ["min"])
     warm_start: dict = dataclasses.field(default_factory=lambda: {"kind": "none"})
+    checkpoint_every: int | None = None
+    reduction_factor: float = 3.0
 
     @property
     def metric(self) -> str:
@@ -175,7 +179,8 @@ def _check_address_form(address: str) -> None:
 
 
 # (flag, smallest allowed value) of the numeric flags that the other checks do not cover
-MINIMUMS = (("top", 1), ("max_failures", 0), ("num_cpus", 1), ("num_gpus", 0), ("max_concurrent", 1), ("seed", 0))
+MINIMUMS = (("top", 1), ("checkpoint_every", 1), ("max_failures", 0), ("num_cpus", 1), ("num_gpus", 0),
+            ("max_concurrent", 1), ("seed", 0))
 TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "file", "http", "https", "databricks")
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+=@")
 
@@ -362,7 +367,7 @@ def build_plan(args) -> Plan:
     warm = warm_start(args, space, searcher, storage, resolved.data.dataset, metrics, modes)
     return Plan(space, base, searcher, scheduler, num_samples, epochs, grace, list(range(1, args.seeds + 1)), cpus,
                 gpus, storage, name, study_dir, tracking_uri, configs, options, resolved_configs, metrics, modes,
-                warm)
+                warm, args.checkpoint_every, args.reduction_factor)
 
 
 def warm_start(args, space, searcher: str, storage: str, dataset: str, metrics: list, modes: list) -> dict:

@@ -115,7 +115,11 @@ def _trial_dirname(trial) -> str:
 def param_space(plan: Plan) -> dict:
     """The config every trial gets (trainables/protocol.py); a grid study's cells are Tune's grid."""
     from ray import tune
-    ps = {STUDY_KEY: study_config(plan.base, plan.seeds, plan.name, plan.metric)}
+
+    from trainables.checkpoints import study_schedule
+    schedule = study_schedule(plan.checkpoint_every, plan.epochs, plan.grace_period if plan.scheduler else None,
+                              plan.reduction_factor)
+    ps = {STUDY_KEY: study_config(plan.base, plan.seeds, plan.name, plan.metric, **schedule)}
     if plan.space.is_grid:
         ps[CELL_KEY] = tune.grid_search(plan.space.grid_cells())
     return ps

@@ -6,28 +6,11 @@ mean, and a checkpoint holds every seed's complete state. Test metrics are logge
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import ray.tune
-import torch
 
 from aikd.train import NonFiniteLossError, Trainer, teacher_for
+from trainables.checkpoints import STATE_FILE, TrialReporter, load_checkpoint_states  # noqa: F401  (STATE_FILE)
 from trainables.protocol import STUDY_KEY, aggregate, closing, epoch_rows, failure, opening, reported, seed_configs
-
-STATE_FILE = "state.pt"
-
-
-def save_checkpoint_state(directory, trainers, seeds) -> None:
-    """Every seed's complete state (model, optimiser, method, RNG, per-epoch history) in one file."""
-    torch.save({"states": [t.state() for t in trainers], "seeds": list(seeds)}, Path(directory) / STATE_FILE)
-
-
-def load_checkpoint_states(checkpoint) -> list[dict] | None:
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as d:
-        return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)["states"]
 
 
 def run_trial(config: dict) -> None:
@@ -42,6 +25,7 @@ def run_trial(config: dict) -> None:
     # the epochs the checkpoint holds: the attempt before this one may have died before the driver logged them
     restored = epoch_rows([t.history for t in trainers]) if states else []
     extra = opening(ray.get_runtime_context().get_node_id(), states is not None, restored)
+    reporter = TrialReporter(study, cfgs[0].epochs)
     try:
         while not trainers[0].done:
             metrics = reported(aggregate([t.train_epoch() for t in trainers]))
@@ -50,9 +34,9 @@ def run_trial(config: dict) -> None:
                 metrics.update(closing(trainers[0].artifacts()))
             metrics.update(extra)
             extra = {}
-            with tempfile.TemporaryDirectory() as d:
-                save_checkpoint_state(d, trainers, seeds)
-                ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(d))
+            reporter.report(metrics, trainers, seeds)  # the checkpoint, when due, is written while training goes on
     except NonFiniteLossError as e:
-        ray.tune.report({**failure(trainers[0].epoch + 1, "non-finite loss", str(e), study.get("metric")
+        reporter.report({**failure(trainers[0].epoch + 1, "non-finite loss", str(e), study.get("metric")
                                    or "val_error"), **extra})
+    finally:
+        reporter.close()

@@ -155,22 +155,26 @@ class AIKD(Method):
 
     # ---- resume ------------------------------------------------------------------------------------------------
     def state_dict(self):
+        """What the epochs after this one need (states are taken between epochs): S_init only while epoch 0 is
+        ahead or has just ended, and of the cache only the predictions the next epoch reads (on_epoch_start
+        replaces `cache` with a copy of `cache_next`)."""
         state = {}
         if self.critic is not None:
             state["critic"] = self.critic.state_dict()
             state["critic_opt"] = self.critic_opt.state_dict()
-        if self.init_model is not None:
+        if self.init_model is not None and self.epoch == 0:
             state["init_model"] = self.init_model.state_dict()
         if self.alpha_p > 0 and self.prev_mode == "cache":
-            state["cache"], state["cache_next"] = self.cache, self.cache_next
+            state["cache_next"] = self.cache_next
         return state
 
     def load_state_dict(self, state):
         if self.critic is not None:
             self.critic.load_state_dict(state["critic"])
             self.critic_opt.load_state_dict(state["critic_opt"])
-        if self.init_model is not None:
+        if self.init_model is not None and "init_model" in state:
             self.init_model.load_state_dict(state["init_model"])
-        if "cache" in state:
-            self.cache.copy_(state["cache"])
+        if "cache_next" in state:
+            if "cache" in state:  # a checkpoint written before the cache was left out
+                self.cache.copy_(state["cache"])
             self.cache_next.copy_(state["cache_next"])

@@ -112,7 +112,7 @@ def test_finished_trial_logs_rebuilt_from_its_checkpoint(tmp_path):
     from search.report import collect_rows
     from search.resume import restore_trial_logs
     from search.searchers import SpaceSuggester
-    from trainables.kd import save_checkpoint_state
+    from trainables.checkpoints import save_checkpoint_state
     from trainables.protocol import REBUILT_KEY
 
     space = get_space("aikd_ablation")

@@ -1,0 +1,185 @@
+"""How a trial sends its reports and checkpoints to Ray: each checkpoint is written once, into the folder where Ray
+keeps it, by a background thread while the next epoch trains, and the report that carries it goes to Ray once the
+file is complete.
+
+- Ray's `report(metrics, checkpoint=Checkpoint.from_directory(d))` copies `d` into the trial's folder of the study
+  (`StorageContext.persist_current_checkpoint`: pyarrow `copy_files`), so a checkpoint saved into a temporary folder
+  is written twice. Here `state.pt` goes straight into the folder that report is about to fill: `checkpoint_<i+1>`
+  under the trial's storage path, where i is the session's `current_checkpoint_index` (report increments it first).
+  Ray is then handed an empty folder: it creates the (existing) checkpoint folder, copies nothing, and registers it.
+- The training thread only copies the state into host memory (`Trainer.state(host=True)`). Serialising, writing and
+  `ray.tune.report` run in one reporter thread, in epoch order. A Tune function trainable's report returns only
+  once the driver has taken the result, so that round trip leaves the training thread too.
+- The training thread waits for its reports only where something is decided on them: ASHA's rungs (a trial that
+  ASHA stops must not train another epoch), the last epoch and a failure; and before the trial ends, so that after a
+  crash what is on storage is registered first. A worker killed outright loses only what the reporter had not sent
+  yet (the report of the epoch that has just ended) and resumes from the checkpoint before it.
+- Which epochs: every `checkpoint_every`-th (`--checkpoint-every`), ASHA's decision epochs and the last, so that a
+  trial's state at its last epoch is on storage however it ends (the report and `search/resume.py` read it).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import ray.tune
+import torch
+
+STATE_FILE = "state.pt"
+# Every epoch: what a checkpoint leaves on the training thread is a copy into host memory, plus whatever the
+# background write takes from a core that training also wants (none on a GPU, whose host is idle meanwhile):
+# a few per cent of a digits epoch of resnet18 on one core, about half of the old synchronous write (the copy alone
+# is a tenth of it; benchmarks/checkpoint_cost.py, README). Larger K: fewer writes, up to K - 1 epochs retrained
+# after a crash.
+DEFAULT_EVERY = 1
+
+
+def decision_epochs(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
+    """The epochs before max_t at which ASHA compares a trial with its rung: for each milestone
+    grace_period * reduction_factor**k of Ray's single bracket, the first whole epoch that reaches it."""
+    rungs = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)  # Ray's _Bracket (s = 0)
+    return sorted({e for e in (math.ceil(grace_period * reduction_factor ** k) for k in range(rungs)) if e < max_t})
+
+
+def study_schedule(every: int | None, epochs: int, grace_period: int | None, reduction_factor: float) -> dict:
+    """The `_study` entries that tell the trials when to checkpoint (the driver's side). `grace_period` None: no ASHA;
+    `every` None: the trials' default."""
+    out = {"checkpoint_epochs": decision_epochs(epochs, grace_period, reduction_factor) if grace_period else []}
+    if every is not None:
+        out["checkpoint_every"] = int(every)
+    return out
+
+
+def checkpoint_payload(trainers, seeds, host: bool = False) -> dict:
+    """Every seed's complete state, as one checkpoint file holds it."""
+    return {"states": [t.state(host=host) for t in trainers], "seeds": list(seeds)}
+
+
+def write_payload(payload: dict, directory: str, filesystem=None) -> None:
+    """torch.save into directory/state.pt. Locally through a temporary name and a rename, so that no reader meets
+    half a file; on another filesystem (s3://, gs://) straight into the object, which appears once complete."""
+    import pyarrow.fs
+    if filesystem is None or isinstance(filesystem, pyarrow.fs.LocalFileSystem):
+        os.makedirs(directory, exist_ok=True)
+        part = os.path.join(directory, STATE_FILE + ".part")
+        torch.save(payload, part)
+        os.replace(part, os.path.join(directory, STATE_FILE))
+    else:
+        filesystem.create_dir(directory)
+        with filesystem.open_output_stream(f"{directory}/{STATE_FILE}") as f:
+            torch.save(payload, f)
+
+
+def _ray_storage():
+    """The trial's StorageContext (Ray internals, checked here), or None where they are not as this module expects:
+    then a checkpoint goes through a temporary folder that Ray copies."""
+    try:
+        from ray.train._internal.session import get_session
+        from ray.train._internal.storage import StorageContext
+        storage = get_session().storage
+        if type(storage)._update_checkpoint_index is not StorageContext._update_checkpoint_index:
+            return None  # the next checkpoint's folder would not be index + 1
+        storage.current_checkpoint_index, storage.trial_fs_path, storage.storage_filesystem  # noqa: B018
+        return storage
+    except Exception:
+        return None
+
+
+class TrialReporter:
+    """A trial's reports to Ray, sent in order by one background thread; a due checkpoint is written just before the
+    report that carries it (see the module docstring)."""
+
+    def __init__(self, study: dict, epochs: int):
+        self.every = int(study.get("checkpoint_every") or DEFAULT_EVERY)
+        self.decisions = {int(e) for e in study.get("checkpoint_epochs") or ()}
+        self.epochs = int(epochs)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="aikd-reporter")
+        self._last: Future | None = None
+        self._stopped = False
+        self._error: BaseException | None = None
+        self._empty = tempfile.mkdtemp(prefix="aikd-ckpt-")  # what Ray "copies" into the folder written in place
+
+    def checkpoint_due(self, epoch: int) -> bool:
+        return epoch % self.every == 0 or epoch in self.decisions or epoch >= self.epochs
+
+    def report(self, metrics: dict, trainers=None, seeds=()) -> None:
+        """Report one epoch (with a checkpoint of `trainers` when one is due). Returns once the state is in host
+        memory, or, where something is decided on this report, once Ray has it. Without trainers: a report with no
+        checkpoint (a failure), sent after those before it."""
+        self._raise_pending()
+        epoch = int(metrics.get("epoch", 0))
+        due = trainers is not None and self.checkpoint_due(epoch)
+        held = [checkpoint_payload(trainers, seeds, host=True)] if due else []
+        self._last = self._pool.submit(self._send, metrics, held)
+        if trainers is None or epoch in self.decisions or epoch >= self.epochs:
+            self.wait()
+
+    def wait(self) -> None:
+        """Until every report so far is with Ray; raises what the reporter met (a stop as Ray would: SystemExit)."""
+        if self._last is not None:
+            self._last.result()
+        self._raise_pending()
+
+    def close(self) -> None:
+        """Let the reports in flight reach Ray (after a crash: the checkpoints on storage get registered), then end
+        the thread. Raises nothing: the trial is ending anyway."""
+        self._pool.shutdown(wait=True)
+        shutil.rmtree(self._empty, ignore_errors=True)
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._stopped:  # Ray stopped the trial inside the reporter's report: end the trial as report would
+            sys.exit(0)
+
+    def _send(self, metrics: dict, held: list) -> None:
+        if self._stopped or self._error is not None:
+            return
+        try:
+            if held:
+                self._report_with_checkpoint(metrics, held)
+            else:
+                ray.tune.report(metrics)
+        except SystemExit as e:  # the scheduler stopped the trial: Ray's report calls sys.exit(0)
+            if e.code in (0, None):
+                self._stopped = True
+            else:
+                self._error = e
+        except BaseException as e:
+            self._error = e
+
+    def _report_with_checkpoint(self, metrics: dict, held: list) -> None:
+        storage = _ray_storage()
+        if storage is None:
+            d = tempfile.mkdtemp(prefix="aikd-ckpt-")
+            try:
+                write_payload(held.pop(), d)
+                ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(d))
+            finally:
+                shutil.rmtree(d, ignore_errors=True)
+            return
+        from ray.train._internal.storage import StorageContext
+        name = StorageContext._make_checkpoint_dir_name(storage.current_checkpoint_index + 1)
+        write_payload(held.pop(), Path(storage.trial_fs_path, name).as_posix(), storage.storage_filesystem)
+        ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(self._empty))
+        if storage.checkpoint_dir_name != name:
+            raise RuntimeError(f"the checkpoint was written into {name} but Ray registered "
+                               f"{storage.checkpoint_dir_name}")
+
+
+def save_checkpoint_state(directory, trainers, seeds) -> None:
+    """Every seed's complete state (model, optimiser, method, RNG, per-epoch history) in one file, now."""
+    write_payload(checkpoint_payload(trainers, seeds), str(directory))
+
+
+def load_checkpoint_states(checkpoint) -> list[dict] | None:
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as d:
+        return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)["states"]
