@@ -12,7 +12,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from aikd.data.augment import epoch_seed
+from aikd.data.augment import epoch_seed, to_device
 from aikd.losses import gradient_penalty, mixed_cross_entropy, soft_target_kl
 from aikd.methods.base import Method, freeze, register_method
 from aikd.models import create_model
@@ -99,7 +99,7 @@ class AIKD(Method):
         real, fake = self.critic.prepare(z_sup), self.critic.prepare(z_t.detach())
         for _ in range(self.cfg.critic.n_critic):
             s_real, s_fake = self._critic_scores(real, fake)
-            eps = torch.rand(real.shape[0], 1, generator=self.eps_gen).to(real.device, real.dtype)
+            eps = to_device(torch.rand(real.shape[0], 1, generator=self.eps_gen), real.device).to(real.dtype)
             gp = gradient_penalty(self.critic, real, fake, eps)
             w_est = (s_real.mean() - s_fake.mean()).detach()
             loss_d = s_fake.mean() - s_real.mean() + self.cfg.critic.gp_weight * gp
@@ -133,10 +133,13 @@ class AIKD(Method):
                 self.cache_next[batch.idx] = z_t.detach().float()
                 self.cache_writes[batch.idx] += 1
         if self.critic is not None:
-            out["critic"], out["gp"], out["w_est"] = self._critic_step(z_sup.float(), z_t.float())
-            self.critic.requires_grad_(False)  # L_A must not train the critic (SPEC 2.6 step 4)
-            adv = -self.critic(self.critic.prepare(z_t.float())).mean()
-            self.critic.requires_grad_(True)
+            # float32 even under the trainer's bf16 autocast: the penalty differentiates the critic's scores twice
+            # and compares a gradient norm with 1, which bf16's 8-bit mantissa would blur
+            with torch.autocast(z_t.device.type, enabled=False):
+                out["critic"], out["gp"], out["w_est"] = self._critic_step(z_sup.float(), z_t.float())
+                self.critic.requires_grad_(False)  # L_A must not train the critic (SPEC 2.6 step 4)
+                adv = -self.critic(self.critic.prepare(z_t.float())).mean()
+                self.critic.requires_grad_(True)
             loss = loss + self.omega * adv
             out["adv"] = adv.detach()
         out["loss"] = loss
