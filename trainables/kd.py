@@ -22,7 +22,8 @@ STATE_FILE = "state.pt"
 FAILURE_KEY = "failure"
 # Metrics reported per epoch (kept under ~30 keys per trial); method loss parts are added as they appear.
 REPORTED = ("epoch", "lr", "train_loss", "val_error", "val_top5_error", "val_nll", "val_ece", "val_f1",
-            "test_error", "test_top5_error", "test_nll", "test_ece", "test_f1", "test_error_best", "epoch_seconds")
+            "test_error", "test_top5_error", "test_nll", "test_ece", "test_f1", "test_error_best", "epoch_seconds",
+            "gpu_peak_mem_mb")
 FINAL_ONLY = ("test_ece_ts", "test_nll_ts", "temperature")
 SPREAD = ("val_error", "test_error", "test_ece")
 

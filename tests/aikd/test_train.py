@@ -98,3 +98,11 @@ def test_cli_bad_input_exits_2_with_one_line(args, words):
     assert len(err) == 1
     for w in words:
         assert w in err[0]
+
+
+def test_gpu_peak_memory_is_absent_on_cpu(tmp_path):
+    """`gpu_peak_mem_mb` is logged per epoch only where a GPU trained: a CPU run has no such figure, not a 0."""
+    from aikd.train import Trainer
+    trainer = Trainer(_cfg(tmp_path, epochs=1, device="cpu"))
+    metrics = trainer.train_epoch()
+    assert "gpu_peak_mem_mb" not in metrics and "test_error" in metrics
