@@ -47,6 +47,35 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def prepare_device(device: torch.device) -> None:
+    """Process-wide settings the trainer relies on: cuDNN autotuning on a GPU, flushed denormals on a CPU."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    else:
+        torch.set_flush_denormal(True)  # denormal gradients slow CPU convolutions by >10x
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    """The student's SGD with the recipe's lr / momentum / weight decay / nesterov (SPEC 8.4)."""
+    o = cfg.optim
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
+                           weight_decay=o.weight_decay)
+
+
+def train_step(method, optimizer, batch, use_amp: bool, poison: bool = False) -> dict:
+    """One optimisation step: the method's loss under bf16 autocast (on a GPU), backward, SGD step.
+
+    Returns the method's outputs, still on the device: reading them here would make the host wait for the GPU
+    every step. `poison` multiplies the loss that is back-propagated by NaN (`debug.nan_at_epoch`)."""
+    with torch.autocast(batch.x.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        out = method.training_step(batch)
+    loss = out["loss"] * float("nan") if poison else out["loss"]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return out
+
+
 def lr_at(cfg: TrainConfig, epoch: int) -> float:
     """Epoch-level step schedule lr0 * gamma^#{m <= t} (SPEC 1.8), with the optional linear warm-up."""
     o = cfg.optim
@@ -136,10 +165,7 @@ class Trainer:
         cfg = cfg.resolved()
         self.cfg, self.log = cfg, log or (lambda msg: None)
         self.device = device = select_device(cfg.device)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        else:
-            torch.set_flush_denormal(True)  # denormal gradients slow CPU convolutions by >10x
+        prepare_device(device)
         if needs_teacher(cfg):
             if teacher is None:
                 raise ValueError(f"method {cfg.method.name!r} needs its phase-1 teacher: pass "
@@ -151,10 +177,7 @@ class Trainer:
         self.data = build_data(cfg, device, pair_sampler=pair)
         self.model = build_model(cfg, self.data.num_classes).to(device)
         self.method = create_method(cfg, self.model, self.data, device, teacher=teacher)
-        params = list(self.model.parameters()) + list(self.method.extra_parameters())
-        self.optimizer = torch.optim.SGD(params, lr=cfg.optim.lr, momentum=cfg.optim.momentum,
-                                         nesterov=cfg.optim.nesterov and cfg.optim.momentum > 0,
-                                         weight_decay=cfg.optim.weight_decay)
+        self.optimizer = make_optimizer(cfg, list(self.model.parameters()) + list(self.method.extra_parameters()))
         self.epoch, self.best_test = 0, math.inf
         self.history: list[dict] = []
         if resume_state is not None:
@@ -171,10 +194,16 @@ class Trainer:
         return self.epoch >= self.cfg.epochs
 
     def train_epoch(self) -> dict:
-        """Train one epoch, evaluate on val and test; returns that epoch's metrics."""
+        """Train one epoch, evaluate on val and test; returns that epoch's metrics.
+
+        On a GPU, `gpu_peak_mem_mb` is the most memory PyTorch held allocated on it during this epoch, in this
+        process (seeds trained in lockstep in one process each see the others' memory; the key is absent on a
+        CPU): what sizing trials that share a GPU needs."""
         cfg, device, epoch = self.cfg, self.device, self.epoch
         model, method, optimizer, data = self.model, self.method, self.optimizer, self.data
         t0 = time.perf_counter()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         lr = lr_at(cfg, epoch)
         for g in optimizer.param_groups:
             g["lr"] = lr
@@ -186,14 +215,7 @@ class Trainer:
         use_amp = device.type == "cuda"
         nan_now = cfg.debug.nan_at_epoch == epoch and _claim_marker(cfg.debug.nan_marker)
         for batch in data.train:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                out = method.training_step(batch)
-            loss = out["loss"]
-            if nan_now:
-                loss = loss * float("nan")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            out = train_step(method, optimizer, batch, use_amp, poison=nan_now)
             for k, v in out.items():  # accumulated on the device: one host sync per epoch, not per step
                 sums[k] += v.detach().float()
             steps += 1
@@ -210,6 +232,8 @@ class Trainer:
         metrics.update({f"test_{k}": v for k, v in M.evaluate_logits(z, y, data.num_classes, n_bins).items()})
         self.best_test = min(self.best_test, metrics["test_error"])
         metrics["test_error_best"] = self.best_test  # CS-KD's code convention; reported, never used to select
+        if device.type == "cuda":
+            metrics["gpu_peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         metrics["epoch_seconds"] = time.perf_counter() - t0
         self.history.append(metrics)
         self.epoch += 1

@@ -89,16 +89,16 @@ def reference_train_transform():
                       T.Normalize(CIFAR_MEAN, CIFAR_STD)])
 
 
-def tensor_loader(data: np.ndarray, targets: np.ndarray, batch_size: int, seed: int = 0):
+def tensor_loader(data: np.ndarray, targets: np.ndarray, batch_size: int, seed: int = 0, device="cpu"):
     """Our training loader for the same arrays: device-resident uint8 NCHW, pad-crop-flip on whole batches."""
     import torch
 
     from aikd.data.augment import pad_crop_flip
     from aikd.data.loaders import TensorLoader
-    images = torch.from_numpy(np.ascontiguousarray(data)).permute(0, 3, 1, 2).contiguous()
-    return TensorLoader(images, torch.from_numpy(targets), batch_size, mean=torch.tensor(CIFAR_MEAN),
-                        std=torch.tensor(CIFAR_STD), seed=seed, train=True,
-                        augment_fn=lambda x, gen: pad_crop_flip(x, gen, padding=4))
+    images = torch.from_numpy(np.ascontiguousarray(data)).permute(0, 3, 1, 2).contiguous().to(device)
+    return TensorLoader(images, torch.from_numpy(targets).to(device), batch_size,
+                        mean=torch.tensor(CIFAR_MEAN, device=device), std=torch.tensor(CIFAR_STD, device=device),
+                        seed=seed, train=True, augment_fn=lambda x, gen: pad_crop_flip(x, gen, padding=4))
 
 
 def median(values) -> float:

@@ -44,15 +44,9 @@ from _common import (
 
 from aikd.config import TrainConfig
 from aikd.methods import create_method
-from aikd.train import build_model
+from aikd.train import build_model, make_optimizer, train_step
 
 BIG = ("preact_resnet18", "resnet18", "densenet121")
-
-
-def make_optimizer(cfg, params):
-    o = cfg.optim
-    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
-                           weight_decay=o.weight_decay)
 
 
 def epoch_ours(model, method, optimizer, loader, epoch: int, device) -> tuple[float, float]:
@@ -65,12 +59,7 @@ def epoch_ours(model, method, optimizer, loader, epoch: int, device) -> tuple[fl
     steps = 0
     use_amp = device.type == "cuda"
     for batch in loader:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out = method.training_step(batch)
-        loss = out["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        out = train_step(method, optimizer, batch, use_amp)
         for k, v in out.items():
             sums[k] += v.detach().float()
         steps += 1
@@ -96,32 +85,36 @@ def epoch_reference(model, optimizer, dataset, batch: int, workers: int, epoch: 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - t0, train_loss / (batch_idx + 1)
 
 
-def compare(name: str, args, data, targets, device) -> float:
+def compare(name: str, args, data, targets, device, out=print) -> dict:
+    """Alternating epochs of both sides for model `name`: {"ratio": median reference/ours, "ours_s", "ref_s"}."""
     cfg = TrainConfig.from_dict({"data.dataset": "cifar100", "model.name": name, "method.name": "baseline",
                                  "optim.recipe": args.recipe, "epochs": 1}).resolved()
     torch.manual_seed(0)
     model_o = build_model(cfg, args.classes).to(device)
     model_r = copy.deepcopy(model_o)
-    loader = tensor_loader(data, targets, args.batch)
+    loader = tensor_loader(data, targets, args.batch, device=device)
     method = create_method(cfg, model_o, SimpleNamespace(num_classes=args.classes, train_labels=loader.labels),
                            device)
     opt_o, opt_r = make_optimizer(cfg, model_o.parameters()), make_optimizer(cfg, model_r.parameters())
     ref = ArrayPILDataset(data, targets, reference_train_transform())
     # warm-up (oneDNN primitives, first allocations): a few steps each, on a small slice
-    warm = max(2 * args.batch, 256)
-    epoch_ours(model_o, method, opt_o, tensor_loader(data[:warm], targets[:warm], args.batch), 0, device)
+    warm = args.warm or max(2 * args.batch, 256)
+    epoch_ours(model_o, method, opt_o, tensor_loader(data[:warm], targets[:warm], args.batch, device=device), 0,
+               device)
     epoch_reference(model_r, opt_r, torch.utils.data.Subset(ref, range(warm)), args.batch, args.workers, 0, device)
 
     rounds = args.rounds_big if name in BIG else args.rounds
     t_ours, t_ref = [], []
-    print(f"{name}: {sum(p.numel() for p in model_o.parameters()) / 1e6:.2f}M parameters, {rounds} round(s), "
-          f"optimizer lr {cfg.optim.lr} momentum {cfg.optim.momentum} wd {cfg.optim.weight_decay} "
-          f"nesterov {cfg.optim.nesterov}", flush=True)
+    out(f"{name}: {sum(p.numel() for p in model_o.parameters()) / 1e6:.2f}M parameters, {rounds} round(s), "
+        f"optimizer lr {cfg.optim.lr} momentum {cfg.optim.momentum} wd {cfg.optim.weight_decay} "
+        f"nesterov {cfg.optim.nesterov}")
     for r in range(rounds):
-        load = wait_for_quiet(args.max_load, tries=3)
+        load = wait_for_quiet(args.max_load, tries=3, out=out)
         first_ours = r % 2 == 0  # alternate which side goes first
         for side in ("ours", "ref") if first_ours else ("ref", "ours"):
             if side == "ours":
@@ -130,12 +123,12 @@ def compare(name: str, args, data, targets, device) -> float:
             else:
                 t, loss = epoch_reference(model_r, opt_r, ref, args.batch, args.workers, r + 1, device)
                 t_ref.append(t)
-            print(f"  round {r + 1} {side:<4} {t:7.2f}s  ({args.n / t:6.0f} img/s, train loss {loss:.3f}, "
-                  f"load {load:.2f})", flush=True)
+            out(f"  round {r + 1} {side:<4} {t:7.2f}s  ({args.n / t:6.0f} img/s, train loss {loss:.3f}, "
+                f"load {load:.2f})")
     ratio = median([b / a for a, b in zip(t_ours, t_ref)])
-    print(f"{name}: ours {median(t_ours):.2f}s/epoch, reference {median(t_ref):.2f}s/epoch, "
-          f"reference/ours {ratio:.2f}", flush=True)
-    return ratio
+    out(f"{name}: ours {median(t_ours):.2f}s/epoch, reference {median(t_ref):.2f}s/epoch, "
+        f"reference/ours {ratio:.2f}")
+    return {"ratio": ratio, "ours_s": median(t_ours), "ref_s": median(t_ref)}
 
 
 def main(argv=None) -> None:
@@ -150,6 +143,7 @@ def main(argv=None) -> None:
     p.add_argument("--recipe", default="cskd", help="optimizer recipe (lr/momentum/wd/nesterov) for both sides")
     p.add_argument("--threads", type=int, default=0, help="torch threads in the main process (0: PyTorch's default)")
     p.add_argument("--max-load", type=float, default=1.5)
+    p.add_argument("--warm", type=int, default=0, help="warm-up images per side (0: max(2 x batch, 256))")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -161,7 +155,8 @@ def main(argv=None) -> None:
           f"{torch.get_num_threads()} threads, reference num_workers={args.workers}")
     ratios = {}
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        ratios[name] = compare(name, args, data, targets, device)
+        ratios[name] = compare(name, args, data, targets, device,
+                               out=lambda line: print(line, flush=True))["ratio"]
     print("summary: " + "  ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
     print(f"epoch_vs_reference ratio={next(iter(ratios.values())):.2f}")
 

@@ -30,7 +30,8 @@ TAGS_KEY = "trial_tags"
 REBUILT_KEY = "rebuilt_from"  # a result.json line that resume rebuilt from a checkpoint
 # Metrics reported per epoch (kept under ~30 keys per trial); method loss parts are added as they appear.
 REPORTED = ("epoch", "lr", "train_loss", "val_error", "val_top5_error", "val_nll", "val_ece", "val_f1",
-            "test_error", "test_top5_error", "test_nll", "test_ece", "test_f1", "test_error_best", "epoch_seconds")
+            "test_error", "test_top5_error", "test_nll", "test_ece", "test_f1", "test_error_best", "epoch_seconds",
+            "gpu_peak_mem_mb")
 FINAL_ONLY = ("test_ece_ts", "test_nll_ts", "temperature", "test_recall1")
 # what a study may optimise (--metric): every epoch's evaluation metrics, and the final-only ones (not the first)
 EPOCH_METRICS = tuple(k for k in REPORTED if k.startswith(("val_", "test_")))

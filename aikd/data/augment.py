@@ -13,6 +13,17 @@ import torch
 import torch.nn.functional as F
 
 
+def to_device(t: torch.Tensor, device) -> torch.Tensor:
+    """`t.to(device)` without making the host wait: a CPU tensor bound for a GPU goes through pinned memory with an
+    asynchronous copy. A plain copy from pageable memory synchronises with the GPU's stream, once per call, so
+    the random indices drawn on the CPU each step would otherwise stall the host every step. PyTorch's caching
+    host allocator reuses the pinned block only after the copy has run."""
+    device = torch.device(device)
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
     """A distinct 63-bit seed per (run seed, epoch, stream)."""
     return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)[0] >> 1)
@@ -33,7 +44,8 @@ def pad_crop_flip(x: torch.Tensor, gen: torch.Generator, padding: int = 4, flip:
     if flip:
         flips = torch.rand(b, generator=gen) < 0.5
         cols = torch.where(flips[:, None], cols.flip(1), cols)
-    idx = (rows[:, :, None] * (w + 2 * p) + cols[:, None, :]).reshape(b, 1, h * w).to(x.device).expand(b, c, h * w)
+    idx = to_device((rows[:, :, None] * (w + 2 * p) + cols[:, None, :]).reshape(b, 1, h * w), x.device)
+    idx = idx.expand(b, c, h * w)
     xp = F.pad(x, (p, p, p, p)) if p else x
     return xp.reshape(b, c, -1).gather(2, idx).view(b, c, h, w)
 
@@ -55,15 +67,15 @@ def random_resized_crop_flip(x: torch.Tensor, gen: torch.Generator, size: int,
     theta[:, 0, 2] = cx
     theta[:, 1, 1] = ch
     theta[:, 1, 2] = cy
-    grid = F.affine_grid(theta.to(x.device, x.dtype), (b, x.shape[1], size, size), align_corners=False)
+    grid = F.affine_grid(to_device(theta, x.device).to(x.dtype), (b, x.shape[1], size, size), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def cutout(x: torch.Tensor, gen: torch.Generator, size: int) -> torch.Tensor:
     """One square hole per image, centre uniform over the image, clipped at the border, filled with 0."""
     b, _, h, w = x.shape
-    cy = torch.randint(0, h, (b,), generator=gen).to(x.device)
-    cx = torch.randint(0, w, (b,), generator=gen).to(x.device)
+    cy = to_device(torch.randint(0, h, (b,), generator=gen), x.device)
+    cx = to_device(torch.randint(0, w, (b,), generator=gen), x.device)
     ys = torch.arange(h, device=x.device)[None, :]
     xs = torch.arange(w, device=x.device)[None, :]
     half = size // 2
@@ -76,7 +88,7 @@ def cutout(x: torch.Tensor, gen: torch.Generator, size: int) -> torch.Tensor:
 def mixup(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, gen: torch.Generator, alpha: float):
     """x = lam x + (1 - lam) x[perm]; returns (x, y_a, y_b, lam), one lam per batch."""
     lam = float(rng.beta(alpha, alpha))
-    perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
+    perm = to_device(torch.randperm(x.shape[0], generator=gen), x.device)
     return lam * x + (1 - lam) * x[perm], y, y[perm], lam
 
 
@@ -84,7 +96,7 @@ def cutmix(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, gen: torc
     """Paste a box of area ratio 1 - lam from x[perm]; lam is recomputed from the clipped box."""
     lam = float(rng.beta(alpha, alpha))
     _, _, h, w = x.shape
-    perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
+    perm = to_device(torch.randperm(x.shape[0], generator=gen), x.device)
     cut = math.sqrt(1.0 - lam)
     cut_h, cut_w = int(h * cut), int(w * cut)
     cy, cx = int(rng.integers(h)), int(rng.integers(w))

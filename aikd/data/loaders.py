@@ -13,7 +13,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aikd.data.augment import cutmix, cutout, epoch_seed, mixup, pad_crop_flip, random_resized_crop_flip
+from aikd.data.augment import (
+    cutmix,
+    cutout,
+    epoch_seed,
+    mixup,
+    pad_crop_flip,
+    random_resized_crop_flip,
+    to_device,
+)
 from aikd.data.datasets import get_dataset
 from aikd.data.samplers import PairBatchSampler
 from aikd.data.split import stratified_holdout
@@ -100,7 +108,7 @@ class TensorLoader:
         for idx in self._index_batches(gen):
             if self.train and len(idx) < self._min_rows():
                 continue  # BatchNorm in train mode needs two rows (SPEC D24)
-            idx_d = idx.to(device)
+            idx_d = to_device(idx, device)
             x = self.images[idx_d]
             x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
             if self.train and self.augment_fn is not None:
@@ -161,10 +169,29 @@ class FolderLoader:
         for x, y, idx in loader:
             if self.train and len(idx) < self._min_rows():
                 continue
-            batch = Batch(x.to(self.device, non_blocking=True), y.to(self.device), idx.to(self.device))
+            # pinned on a GPU (pin_memory above): non-blocking copies, no host sync per step
+            batch = Batch(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True),
+                          idx.to(self.device, non_blocking=True))
             if self.train and self.regularizer is not None:
                 batch = self.regularizer(batch, gen, rng)
             yield batch
+
+
+def train_batch_transforms(cfg, side: int):
+    """(augment_fn, regularizer) of a tensor-resident training set: the crop / flip of the dataset, applied to
+    whole batches on the device (None for files, digits and synthetic), and cutout / mixup / cutmix or None."""
+    d = cfg.data
+    if d.dataset in ("cifar10", "cifar100") or (d.dataset == "tinyimagenet" and d.tiny_size == 64):
+        def augment_fn(x, gen):
+            return pad_crop_flip(x, gen, padding=4)
+    elif d.dataset == "tinyimagenet":
+        def augment_fn(x, gen):
+            return random_resized_crop_flip(x, gen, size=32)
+    else:
+        augment_fn = None  # fine-grained sets (PIL transforms in FolderLoader), digits and synthetic (SPEC D32)
+    cut = d.cutout_size or max(1, round(16 * side / 32))
+    reg = _Regularizer(d.augment, cut, d.mix_alpha) if d.augment != "none" else None
+    return augment_fn, reg
 
 
 def _as_nchw(array: np.ndarray, device) -> torch.Tensor:
@@ -185,8 +212,7 @@ def build_data(cfg, device: torch.device, pair_sampler: bool = False) -> Data:
     num_classes = len(train_set.classes)
     train_labels = torch.as_tensor(labels[train_idx], device=device)
     side = info.input_size if d.dataset != "tinyimagenet" else d.tiny_size
-    cut = d.cutout_size or max(1, round(16 * side / 32))
-    reg = _Regularizer(d.augment, cut, d.mix_alpha) if d.augment != "none" else None
+    augment_fn, reg = train_batch_transforms(cfg, side)
     sampler = PairBatchSampler(labels[train_idx], d.batch_size, seed=cfg.seed) if pair_sampler else None
 
     if info.kind == "files":
@@ -218,15 +244,6 @@ def build_data(cfg, device: torch.device, pair_sampler: bool = False) -> Data:
         sub = sub / 255.0 if images.dtype == torch.uint8 else sub
         mean, std = sub.mean(dim=(0, 2, 3)).cpu(), sub.std(dim=(0, 2, 3)).cpu().clamp_min(1e-6)
     mean, std = mean.to(device, torch.float32), std.to(device, torch.float32)
-
-    if d.dataset in ("cifar10", "cifar100") or (d.dataset == "tinyimagenet" and d.tiny_size == 64):
-        def augment_fn(x, gen):
-            return pad_crop_flip(x, gen, padding=4)
-    elif d.dataset == "tinyimagenet":
-        def augment_fn(x, gen):
-            return random_resized_crop_flip(x, gen, size=32)
-    else:
-        augment_fn = None  # digits and synthetic: no augmentation (SPEC D32)
 
     train = TensorLoader(images[torch.as_tensor(train_idx, device=device)], train_labels, d.batch_size,
                          mean=mean, std=std, seed=cfg.seed, train=True, augment_fn=augment_fn, regularizer=reg,

@@ -12,7 +12,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from aikd.data.augment import epoch_seed
+from aikd.data.augment import epoch_seed, to_device
 from aikd.losses import gradient_penalty, mixed_cross_entropy, soft_target_kl
 from aikd.methods.base import Method, freeze, register_method
 from aikd.models import create_model
@@ -100,7 +100,7 @@ class AIKD(Method):
             real, fake = self.critic.prepare(z_sup.float()), self.critic.prepare(z_t.detach().float())
             for _ in range(self.cfg.critic.n_critic):
                 s_real, s_fake = self.critic.score_pair(real, fake)
-                eps = torch.rand(real.shape[0], 1, generator=self.eps_gen).to(real.device, real.dtype)
+                eps = to_device(torch.rand(real.shape[0], 1, generator=self.eps_gen), real.device).to(real.dtype)
                 gp = gradient_penalty(self.critic, real, fake, eps)  # the interpolates in their own call
                 w_est = (s_real.mean() - s_fake.mean()).detach()
                 loss_d = s_fake.mean() - s_real.mean() + self.cfg.critic.gp_weight * gp

@@ -299,3 +299,19 @@ def test_critic_step_runs_in_float32_under_bf16_autocast(data):
     s = reference(torch.cat([real, fake]))
     expected_w = s[: len(real)].mean() - s[len(real):].mean()
     torch.testing.assert_close(w_est, expected_w.detach(), rtol=1e-5, atol=1e-6)
+def test_critic_and_penalty_stay_float32_under_bf16_autocast(data):
+    """The trainer runs steps under bf16 autocast on a GPU; the CPU's autocast puts Linear layers in bf16 the same
+    way, so this checks the critic's own region opts out of it."""
+    m, model, _ = _method(data)
+    m.on_epoch_start(1)
+    seen = {"critic": set(), "student": set()}
+    handles = [mod.register_forward_hook(lambda _m, _i, o: seen["critic"].add(o.dtype)) for mod in m.critic.modules()]
+    handles.append(model.register_forward_hook(lambda _m, _i, o: seen["student"].add(o.dtype)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m.training_step(_first_batch(data, 1))
+    for h in handles:
+        h.remove()
+    assert torch.bfloat16 in seen["student"]  # autocast was on for the student
+    assert seen["critic"] == {torch.float32}
+    assert out["gp"].dtype == out["critic"].dtype == out["adv"].dtype == torch.float32
+    assert torch.isfinite(out["loss"])

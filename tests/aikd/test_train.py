@@ -155,3 +155,9 @@ def test_coarse_and_offline_sets_report_no_recall_at_1(tmp_path):
     trainer = Trainer(_cfg(tmp_path, method__name="baseline", epochs=1))
     trainer.train_epoch()
     assert "test_recall1" not in trainer.final_metrics()
+def test_gpu_peak_memory_is_absent_on_cpu(tmp_path):
+    """`gpu_peak_mem_mb` is logged per epoch only where a GPU trained: a CPU run has no such figure, not a 0."""
+    from aikd.train import Trainer
+    trainer = Trainer(_cfg(tmp_path, epochs=1, device="cpu"))
+    metrics = trainer.train_epoch()
+    assert "gpu_peak_mem_mb" not in metrics and "test_error" in metrics
