@@ -176,3 +176,11 @@ def cluster_checks(ray, plan) -> None:
     if plan.gpus > 0 and gpus == 0:
         raise UsageError(f"--gpus-per-trial={plan.gpus:g} but the Ray cluster has no GPU; use --gpus-per-trial 0")
     check_storage_reachable(ray, plan.storage, driver_on_a_node=not is_client())
+
+
+def trial_slots(cluster: dict, cpus: float, gpus: float) -> int:
+    """How many trials the cluster can hold at once (summed over nodes; at least 1)."""
+    slots = cluster.get("CPU", 0) // cpus
+    if gpus > 0:
+        slots = min(slots, round(cluster.get("GPU", 0) / gpus, 6) // 1)
+    return max(1, int(slots))

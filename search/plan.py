@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from datetime import datetime
 from pathlib import Path
 
@@ -481,3 +482,19 @@ def check_data(plan: Plan, args) -> str:
                 raise
             note = f"MISSING: {e}"
     return note
+
+
+def decision_epochs(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
+    """The epochs before max_t at which ASHA compares a trial with its rung: for each milestone
+    grace_period * reduction_factor**k of Ray's single bracket, the first whole epoch that reaches it."""
+    rungs = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)  # Ray's _Bracket (s = 0)
+    return sorted({e for e in (math.ceil(grace_period * reduction_factor ** k) for k in range(rungs)) if e < max_t})
+
+
+def study_schedule(every: int | None, epochs: int, grace_period: int | None, reduction_factor: float) -> dict:
+    """The `_study` entries that tell the trials when to checkpoint . `grace_period` None: no ASHA;
+    `every` None: the trials' default."""
+    out = {"checkpoint_epochs": decision_epochs(epochs, grace_period, reduction_factor) if grace_period else []}
+    if every is not None:
+        out["checkpoint_every"] = int(every)
+    return out

@@ -21,7 +21,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 
-from trainables.kd import STATE_FILE  # noqa: E402
+from trainables.checkpoints import STATE_FILE  # noqa: E402
 from trainables.protocol import CELL_KEY, FAILURE_KEY, read_results, trial_train_config  # noqa: E402
 
 # ------------------------------------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def param_space(plan: Plan) -> dict:
     """The config every trial gets (trainables/protocol.py); a grid study's cells are Tune's grid."""
     from ray import tune
 
-    from trainables.checkpoints import study_schedule
+    from search.plan import study_schedule
     schedule = study_schedule(plan.checkpoint_every, plan.epochs, plan.grace_period if plan.scheduler else None,
                               plan.reduction_factor)
     ps = {STUDY_KEY: study_config(plan.base, plan.seeds, plan.name, plan.metric, **schedule)}
@@ -226,9 +226,9 @@ def run_study(args, plan: Plan, out=print) -> int:
         if importing is not None:
             importing.join()
         from search.client import RELAY_PREFIX, DriverRelay, RelayListener, TuneEnvironment, is_client
+        from search.cluster import trial_slots
         from search.progress import ProgressCallback
         from search.tracking import StudyTracking, TrackingCallback, drain_writer, writer_for
-        from trainables.resources import trial_slots
         from trainables.teachers import pretrain_teachers
         cluster_checks(ray, plan)
         # Tune keeps one pending trial at a time behind a searcher unless told otherwise, so trials would start one
@@ -321,3 +321,23 @@ def _close_tracking(tracking, plan: Plan, status: str, out) -> None:
     except BaseException as e:  # the server may be gone; the study's results are on disk regardless
         out(f"warning: could not close the MLflow runs: {e!r}")
 
+
+def auto_gpus_per_trial(cfg, steps: int = 40, margin: float = 0.8) -> tuple[float, str]:
+    """`--gpus-per-trial auto`: (GPUs per trial, the one line to print), decided before any trial starts.
+
+    Without a visible GPU: 0 (trials run on CPUs). Otherwise `cfg` (a trial's configuration: the largest model
+    and batch of the study is the safe one to pass) is probed on this process's first GPU for `steps` steps, and
+    `choose_gpu_fraction` turns its memory held (the caching allocator's peak, which is what the other trials
+    sharing the GPU cannot use) and its throughput alone into 1/k, assuming k trials fill the time one leaves
+    the GPU idle (`aikd.probe.estimate_throughput`). The probe leaves this process a CUDA context, no memory."""
+    import torch
+
+    from aikd.probe import choose_gpu_fraction, probe
+    if not torch.cuda.is_available():
+        return 0.0, "--gpus-per-trial auto: no GPU visible here, so 0 GPUs per trial (trials run on CPUs)"
+    r = probe(cfg, steps, "cuda")
+    fraction, k, reason = choose_gpu_fraction(r["peak_reserved_bytes"], r["total_bytes"], {1: r["images_per_s"]},
+                                              margin=margin, busy_fraction=r["gpu_busy_fraction"])
+    busy = "n/a" if r["gpu_busy_fraction"] is None else f"{r['gpu_busy_fraction']:.0%}"
+    return fraction, (f"--gpus-per-trial auto: {fraction:g} on {r['device']} ({reason}; probe: {r['steps']} steps, "
+                      f"{r['images_per_s']:,.0f} img/s alone, GPU busy {busy})")

@@ -40,7 +40,6 @@ from trainables.protocol import (
     read_opening,
     read_results,
     reported,
-    run_params,
     seed_configs,
 )
 
@@ -332,6 +331,13 @@ class JobThread:
         done = threading.Event()
         self._jobs.put(done.set)
         return done.wait(timeout=timeout)
+
+
+def run_params(cfg, seeds: list[int]) -> dict:
+    """A trial's params in MLflow: its first seed's resolved config (debug switches left out) and its seeds."""
+    params = {k: v for k, v in cfg.to_dict().items() if not k.startswith("debug.")}
+    params["seeds"] = seeds
+    return params
 
 
 def run_name(number: int, config: dict) -> str:

@@ -1,26 +1,15 @@
-"""How a trial sends its reports and checkpoints to Ray: each checkpoint is written once, into the folder where Ray
-keeps it, by a background thread while the next epoch trains, and the report that carries it goes to Ray once the
-file is complete.
+"""A trial's reports and checkpoints: each checkpoint is written once, into the folder where Ray keeps it, by a
+background thread while the next epoch trains; the report that carries it goes to Ray once the file is complete.
 
-- Ray's `report(metrics, checkpoint=Checkpoint.from_directory(d))` copies `d` into the trial's folder of the study
-  (`StorageContext.persist_current_checkpoint`: pyarrow `copy_files`), so a checkpoint saved into a temporary folder
-  is written twice. Here `state.pt` goes straight into the folder that report is about to fill: `checkpoint_<i+1>`
-  under the trial's storage path, where i is the session's `current_checkpoint_index` (report increments it first).
-  Ray is then handed an empty folder: it creates the (existing) checkpoint folder, copies nothing, and registers it.
-- The training thread only copies the state into host memory (`Trainer.state(host=True)`). Serialising, writing and
-  `ray.tune.report` run in one reporter thread, in epoch order. A Tune function trainable's report returns only
-  once the driver has taken the result, so that round trip leaves the training thread too.
-- The training thread waits for its reports only where something is decided on them: ASHA's rungs (a trial that
-  ASHA stops must not train another epoch), the last epoch and a failure; and before the trial ends, so that after a
-  crash what is on storage is registered first. A worker killed outright loses only what the reporter had not sent
-  yet (the report of the epoch that has just ended) and resumes from the checkpoint before it.
-- Which epochs: every `checkpoint_every`-th (`--checkpoint-every`), ASHA's decision epochs and the last, so that a
-  trial's state at its last epoch is on storage however it ends (the report and `search/resume.py` read it).
+Ray's `report(checkpoint=Checkpoint.from_directory(d))` copies `d` into the trial's folder, so `state.pt` is written
+straight into `checkpoint_<i+1>` (report increments the session's index i first) and Ray is handed an empty folder.
+The training thread only copies the state into host memory; a Tune report blocks until the driver takes it, so the
+reporter thread sends them, in order. Training waits for its reports only where something is decided on them
+(ASHA's rungs, the last epoch, a failure). Checkpoint epochs: every `checkpoint_every`-th, the rungs and the last.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import sys
@@ -32,28 +21,8 @@ import ray.tune
 import torch
 
 STATE_FILE = "state.pt"
-# Every epoch: what a checkpoint leaves on the training thread is a copy into host memory, plus whatever the
-# background write takes from a core that training also wants (none on a GPU, whose host is idle meanwhile):
-# a few per cent of a digits epoch of resnet18 on one core, about half of the old synchronous write (the copy alone
-# is a tenth of it; benchmarks/checkpoint_cost.py, README). Larger K: fewer writes, up to K - 1 epochs retrained
-# after a crash.
+# every epoch: the training thread pays only a copy into host memory (benchmarks/checkpoint_cost.py, README)
 DEFAULT_EVERY = 1
-
-
-def decision_epochs(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
-    """The epochs before max_t at which ASHA compares a trial with its rung: for each milestone
-    grace_period * reduction_factor**k of Ray's single bracket, the first whole epoch that reaches it."""
-    rungs = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)  # Ray's _Bracket (s = 0)
-    return sorted({e for e in (math.ceil(grace_period * reduction_factor ** k) for k in range(rungs)) if e < max_t})
-
-
-def study_schedule(every: int | None, epochs: int, grace_period: int | None, reduction_factor: float) -> dict:
-    """The `_study` entries that tell the trials when to checkpoint (the driver's side). `grace_period` None: no ASHA;
-    `every` None: the trials' default."""
-    out = {"checkpoint_epochs": decision_epochs(epochs, grace_period, reduction_factor) if grace_period else []}
-    if every is not None:
-        out["checkpoint_every"] = int(every)
-    return out
 
 
 def checkpoint_payload(trainers, seeds, host: bool = False) -> dict:
@@ -109,9 +78,8 @@ class TrialReporter:
         return epoch % self.every == 0 or epoch in self.decisions or epoch >= self.epochs
 
     def report(self, metrics: dict, trainers=None, seeds=()) -> None:
-        """Report one epoch (with a checkpoint of `trainers` when one is due). Returns once the state is in host
-        memory, or, where something is decided on this report, once Ray has it. Without trainers: a report with no
-        checkpoint (a failure), sent after those before it."""
+        """Report one epoch, with a checkpoint of `trainers` when due (none: a failure). Returns once the state is in
+        host memory, or once Ray has the report where something is decided on it."""
         self._raise_pending()
         epoch = int(metrics.get("epoch", 0))
         due = trainers is not None and self.checkpoint_due(epoch)
@@ -127,8 +95,7 @@ class TrialReporter:
         self._raise_pending()
 
     def close(self) -> None:
-        """Let the reports in flight reach Ray (after a crash: the checkpoints on storage get registered), then end
-        the thread. Raises nothing: the trial is ending anyway."""
+        """Let the reports in flight reach Ray (after a crash too), then end the thread; raises nothing."""
         self._pool.shutdown(wait=True)
         shutil.rmtree(self._empty, ignore_errors=True)
 

@@ -1,15 +1,13 @@
-"""The Ray Tune function trainable: one trial = one configuration, trained with K seeds in lockstep.
-
-The seeds advance one epoch at a time together, so each report carries their mean (and std), ASHA prunes on the
-mean, and a checkpoint holds every seed's complete state. Test metrics are logged, never optimised.
-"""
+"""The Ray Tune function trainable: one trial = one configuration, trained with K seeds in lockstep, so that each
+report carries their mean (and std), ASHA prunes on the mean, and a checkpoint holds every seed's complete state.
+Test metrics are logged, never optimised."""
 
 from __future__ import annotations
 
 import ray.tune
 
 from aikd.train import NonFiniteLossError, Trainer, teacher_for
-from trainables.checkpoints import STATE_FILE, TrialReporter, load_checkpoint_states  # noqa: F401  (STATE_FILE)
+from trainables.checkpoints import TrialReporter, load_checkpoint_states
 from trainables.protocol import STUDY_KEY, aggregate, closing, epoch_rows, failure, opening, reported, seed_configs
 
 

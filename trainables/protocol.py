@@ -1,15 +1,8 @@
-"""The contract between the driver and a trial: the config keys the driver writes, the report keys a trial sends,
-and how a trial's reports are read back from its folder. The driver, the trainable, resume and the report all use
-this module, so a key is spelled once.
-
-A trial's config is what Tune hands the trainable: `_study` (the same for every trial: base config, seeds, study
-name, metric, checkpoint policy), `cell` (a grid cell) and the searcher's dotted keys (`method.omega`, ...; raw
-sampler coordinates `*__*` stay out of the training config).
-
-A report is the trial's epoch metrics (the mean over its seeds, `*_std` for the headline ones) plus, where the driver
-cannot know it, a few string-valued keys (strings, so that no searcher or logger takes them for metrics):
-`OPEN_KEY` in an attempt's first report (the node it runs on, whether it resumed, the epochs its checkpoint
-restored), `RELIABILITY_KEY` in the last, `TAGS_KEY` with a failure.
+"""The contract between the driver and a trial, spelled once: the config keys the driver writes (`_study`: base
+config, seeds, name, metric, checkpoint policy; `cell`; the searcher's dotted keys), the report keys a trial sends
+and how its reports are read back. A report is the epoch's metrics (mean over seeds, `*_std`) plus string-valued
+keys (no searcher or logger takes them for metrics) for what the driver cannot know: `OPEN_KEY` in an attempt's
+first report (node, resumed, restored epochs), `RELIABILITY_KEY` in the last, `TAGS_KEY` with a failure.
 """
 
 from __future__ import annotations
@@ -59,13 +52,6 @@ def seed_configs(config: dict) -> tuple[list[TrainConfig], list[int]]:
     """The resolved TrainConfig of each of a trial's seeds, and the seeds."""
     flat, seeds = trial_train_config(config)
     return [TrainConfig.from_dict({**flat, "seed": s}).resolved() for s in seeds], seeds
-
-
-def run_params(cfg: TrainConfig, seeds: list[int]) -> dict:
-    """A trial's params in MLflow: its first seed's resolved config (debug switches left out) and its seeds."""
-    params = {k: v for k, v in cfg.to_dict().items() if not k.startswith("debug.")}
-    params["seeds"] = seeds
-    return params
 
 
 # ---- the reports ------------------------------------------------------------------------------------------------

@@ -10,9 +10,8 @@ from aikd.train import get_or_train_teacher
 
 
 def _train_teacher(flat: dict) -> str:
-    cfg = TrainConfig.from_dict(flat)
     logs = []
-    get_or_train_teacher(cfg, log=logs.append)
+    get_or_train_teacher(TrainConfig.from_dict(flat), log=logs.append)
     return "\n".join(logs)
 
 

@@ -155,7 +155,7 @@ def test_list_spaces(capsys):
     ({"CPU": 1.0}, 2, 0, 1),                  # never below one
 ])
 def test_trial_slots_counts_what_the_cluster_holds(cluster, cpus, gpus, slots):
-    from trainables.resources import trial_slots
+    from search.cluster import trial_slots
     assert trial_slots(cluster, cpus, gpus) == slots
 
 

@@ -12,15 +12,8 @@ from ray.tune.schedulers.async_hyperband import _Bracket
 
 from aikd.config import TrainConfig
 from aikd.train import Trainer, fit
-from trainables.checkpoints import (
-    DEFAULT_EVERY,
-    STATE_FILE,
-    TrialReporter,
-    checkpoint_payload,
-    decision_epochs,
-    study_schedule,
-    write_payload,
-)
+from search.plan import decision_epochs, study_schedule
+from trainables.checkpoints import DEFAULT_EVERY, STATE_FILE, TrialReporter, checkpoint_payload, write_payload
 
 
 @pytest.mark.parametrize("max_t, grace, rf", [(200, 20, 3.0), (9, 1, 3.0), (3, 1, 3.0), (100, 10, 2.5), (50, 1, 2.0),

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from aikd.config import TrainConfig
-from trainables.kd import _reported
-from trainables.resources import auto_gpus_per_trial
+from search.study import auto_gpus_per_trial
+from trainables.protocol import reported as _reported
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the no-GPU answer")
