@@ -44,7 +44,8 @@ def parse_args(argv=None):
                         "test metrics, as the papers report (default: the space's; paper for the paper-table grids)")
     p.add_argument("--seeds", type=int, default=1, help="train each configuration with K seeds (1..K), "
                                                         "reported as mean +/- std")
-    p.add_argument("--gpus-per-trial", type=float, help="0, a whole number or 1/k (default 0.25 with GPUs, else 0)")
+    p.add_argument("--gpus-per-trial", help="0, a whole number, 1/k (default 0.25 with GPUs, else 0), or auto: a "
+                                            "probe of one trial on the GPU picks 1/k before the trials start")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--num-gpus", type=int, help="GPUs a local Ray cluster declares (default: those detected)")
     p.add_argument("--num-cpus", type=int, help="CPUs a local Ray cluster declares (default: all)")
@@ -111,6 +112,8 @@ class Plan:
     modes: list = dataclasses.field(default_factory=lambda: ["min"])
     warm_start: dict = dataclasses.field(default_factory=lambda: {"kind": "none"})
     checkpoint_every: int | None = None
+    gpus_auto: bool = False  # --gpus-per-trial auto on a machine with a GPU: probed when the study starts
+    gpus_note: str = ""
     reduction_factor: float = 3.0
 
     @property
@@ -338,8 +341,19 @@ def build_plan(args) -> Plan:
         configs.append(flat)
     for m in {c.model.name for c in resolved_configs}:
         _check_model(m)
+    gpus_auto, gpus_note, wanted = False, "", args.gpus_per_trial
+    if wanted == "auto":
+        gpus_auto = bool(_detected_gpus(args))
+        wanted = 0.0
+        if not gpus_auto:
+            gpus_note = "--gpus-per-trial auto: no GPU here, so 0 GPUs per trial (trials run on CPUs)"
+    elif wanted is not None:
+        try:
+            wanted = float(wanted)
+        except ValueError:
+            raise UsageError(f"--gpus-per-trial {wanted}: allowed 0, a whole number, 1/k or auto") from None
     try:
-        gpus = check_gpus_per_trial(args.gpus_per_trial if args.gpus_per_trial is not None
+        gpus = check_gpus_per_trial(wanted if wanted is not None
                                     else (0.25 if (_detected_gpus(args) and not args.address) else 0.0))
         cpus = check_cpus_per_trial(args.cpus_per_trial)
     except ResourceError as e:
@@ -368,7 +382,8 @@ def build_plan(args) -> Plan:
     warm = warm_start(args, space, searcher, storage, resolved.data.dataset, metrics, modes)
     return Plan(space, base, searcher, scheduler, num_samples, epochs, grace, list(range(1, args.seeds + 1)), cpus,
                 gpus, storage, name, study_dir, tracking_uri, configs, options, resolved_configs, metrics, modes,
-                warm, args.checkpoint_every, args.reduction_factor)
+                warm, checkpoint_every=args.checkpoint_every, reduction_factor=args.reduction_factor,
+                gpus_auto=gpus_auto, gpus_note=gpus_note)
 
 
 def warm_start(args, space, searcher: str, storage: str, dataset: str, metrics: list, modes: list) -> dict:
@@ -449,7 +464,10 @@ def print_plan(plan: Plan, args, out=print) -> None:
     sched = (f"ASHA max_t={plan.epochs} grace={plan.grace_period} reduction={args.reduction_factor:g}"
              if plan.scheduler else "none")
     out(f"scheduler   {sched}; epochs per trial {plan.epochs}")
-    out(f"resources   {plan.cpus:g} CPU, {plan.gpus:g} GPU per trial; max concurrent "
+    gpus = "auto (probed at start)" if plan.gpus_auto else f"{plan.gpus:g}"
+    if plan.gpus_note:
+        out(plan.gpus_note)
+    out(f"resources   {plan.cpus:g} CPU, {gpus} GPU per trial; max concurrent "
         f"{args.max_concurrent or 'unlimited'}; workers {'reused' if args.reuse_actors else 'fresh per trial'}; "
         f"ray {'address ' + args.address if args.address else 'local'}")
     out(f"tracking    {plan.tracking_uri or 'off'} (experiment {args.experiment})")

@@ -230,6 +230,9 @@ def run_study(args, plan: Plan, out=print) -> int:
         from search.progress import ProgressCallback
         from search.tracking import StudyTracking, TrackingCallback, drain_writer, writer_for
         from trainables.teachers import pretrain_teachers
+        if plan.gpus_auto:  # one trial's configuration (the study's first: its model and batch) on this GPU
+            plan.gpus, notice = auto_gpus_per_trial(plan.resolved_configs[0])
+            out(notice)
         cluster_checks(ray, plan)
         # Tune keeps one pending trial at a time behind a searcher unless told otherwise, so trials would start one
         # by one, each waiting for the previous worker process to boot: let it stage as many as the cluster holds.

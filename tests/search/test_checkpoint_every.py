@@ -26,7 +26,8 @@ def test_checkpoint_every_below_one_exits_2_with_one_line(capsys, tmp_path, k):
 
 
 def test_the_trials_get_k_and_the_asha_decision_epochs(tmp_path):
-    args = parse_args(["--space", "cskd", "--dataset", "digits", "--max-epochs", "30", "--grace-period", "2",
+    args = parse_args(["--space", "cskd", "--protocol", "search", "--dataset", "digits", "--max-epochs", "30",
+                       "--grace-period", "2",
                        "--scheduler", "asha", "--checkpoint-every", "4", "--no-tracking", "--storage", str(tmp_path)])
     study = param_space(build_plan(args))["_study"]
     rungs = [2 * 3 ** k for k in range(5) if 2 * 3 ** k < 30]  # grace * reduction_factor**k before max_t

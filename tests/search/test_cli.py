@@ -175,3 +175,14 @@ def test_exit_without_teardown_keeps_the_code_output_and_atexit_handlers(tmp_pat
     assert out.returncode == 3
     assert out.stdout == "buffered, no newline" and out.stderr == "to stderr"
     assert (tmp_path / "atexit").read_text() == "ran"
+
+
+def test_gpus_per_trial_auto_in_the_plan(capsys, tmp_path):
+    """Without a GPU, auto means 0 with a one-line notice; where GPUs are declared, the plan says it probes."""
+    assert main(["--space", "aikd_ablation", "--smoke-test", "--gpus-per-trial", "auto", "--num-gpus", "0",
+                 "--dry-run", "--no-tracking", "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "--gpus-per-trial auto: no GPU here, so 0 GPUs per trial" in out and "1 CPU, 0 GPU per trial" in out
+    assert main(["--space", "aikd_ablation", "--smoke-test", "--gpus-per-trial", "auto", "--num-gpus", "1",
+                 "--dry-run", "--no-tracking", "--storage", str(tmp_path)]) == 0
+    assert "auto (probed at start) GPU per trial" in capsys.readouterr().out

@@ -225,3 +225,11 @@ def test_paper_table_grid_runs_in_the_paper_protocol_and_its_table_says_so(tmp_p
     rebuilt = run_cli([str(ROOT / "search/report.py"), str(tmp_path / "omega"), "--no-tracking"], cwd=tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     assert (tmp_path / "omega" / "report" / "paper_table.md").read_text().splitlines() == table
+
+
+def test_smoke_study_with_gpus_per_trial_auto_on_a_cpu(tmp_path, teacher_root):
+    out = run_cli([str(ROOT / "search/run.py"), "--space", "aikd_ablation", "--smoke-test", "--num-samples", "1",
+                   "--gpus-per-trial", "auto", "--num-gpus", "0", "--storage", str(tmp_path), "--name", "auto",
+                   "--no-tracking", "--set", f"teacher.root={teacher_root}"], cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "--gpus-per-trial auto: no GPU here" in out.stdout and "trials: 1 done" in out.stdout
