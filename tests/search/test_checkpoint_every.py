@@ -47,7 +47,8 @@ KILLED_AFTER = 5  # the worker SIGKILLs itself once epoch 5 is trained, before r
 @pytest.mark.slow
 def test_worker_killed_between_checkpoints_resumes_from_the_last_one(tmp_path):
     marker = tmp_path / "killed"
-    out = run_cli([RUN, "--space", "cskd", "--searcher", "random", "--scheduler", "none", "--dataset", "digits",
+    out = run_cli([RUN, "--space", "cskd", "--protocol", "search", "--searcher", "random", "--scheduler", "none",
+                   "--dataset", "digits",
                    "--model", "small_cnn", "--set", "method.name=baseline", "--num-samples", "1",
                    "--max-epochs", str(EPOCHS), "--checkpoint-every", str(EVERY), "--max-failures", "1",
                    "--cpus-per-trial", "1", "--storage", str(tmp_path / "studies"), "--name", "killed",
