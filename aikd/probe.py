@@ -58,7 +58,8 @@ def trial_shape(cfg: TrainConfig) -> tuple[int, int, int, int, int]:
     n, n_test = SPLIT_SIZES[d.dataset]
     n_val = round(n * d.val_fraction)
     held = n_val + n_test if info.kind == "array" else 0  # image folders are read from disk batch by batch
-    return classes, side, n - n_val, held, min(d.eval_batch_size, n_test)
+    n_train = n - n_val if not d.train_per_class else min(n - n_val, d.train_per_class * classes)
+    return classes, side, n_train, held, min(d.eval_batch_size, n_test)
 
 
 def build_trial(cfg: TrainConfig, device, n_train: int | None = None, seed: int = 0) -> SyntheticTrial:

@@ -35,7 +35,8 @@ def parse_args(argv=None):
     p.add_argument("--download", action="store_true", help="download a missing dataset once, before the trials")
     p.add_argument("--num-samples", type=int, help="trials for tpe/random searchers (grid: all cells)")
     p.add_argument("--max-epochs", type=int, help="epochs per trial (ASHA's max_t)")
-    p.add_argument("--grace-period", type=int, help="ASHA grace period in epochs (default max(1, epochs // 10))")
+    p.add_argument("--grace-period", type=int,
+                   help="ASHA grace period in epochs (default: a tenth of the epochs, at least 5, at most a third)")
     p.add_argument("--reduction-factor", type=float, default=3.0, help="ASHA reduction factor (default 3)")
     p.add_argument("--searcher", choices=SEARCHERS, help="default: the space's")
     p.add_argument("--scheduler", choices=("asha", "none"), help="default: the space's")
@@ -364,7 +365,7 @@ def build_plan(args) -> Plan:
     if args.address:
         _check_address_form(args.address)
     epochs = resolved.epochs
-    grace = args.grace_period if args.grace_period is not None else max(1, epochs // 10)
+    grace = args.grace_period if args.grace_period is not None else default_grace_period(epochs)
     if grace < 1 or grace > epochs:
         raise UsageError(f"--grace-period={grace} must be in [1, {epochs}] (the epochs per trial)")
     if args.reduction_factor <= 1:
@@ -500,6 +501,14 @@ def check_data(plan: Plan, args) -> str:
                 raise
             note = f"MISSING: {e}"
     return note
+
+
+def default_grace_period(epochs: int) -> int:
+    """A tenth of the epochs, but at least 5 where the trial is long enough (never past a third of it): the first
+    epoch or two of a short trial rank the warm-up and the first pass over the data, not the configuration, so
+    ASHA at grace 1 stops trials on noise (on digits' 15 epochs it left 12 of 64 trials finished, with few
+    distinct values to learn from)."""
+    return max(1, min(epochs // 3, max(epochs // 10, 5)))
 
 
 def decision_epochs(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:

@@ -24,7 +24,7 @@ from aikd.data.augment import (
 )
 from aikd.data.datasets import get_dataset
 from aikd.data.samplers import PairBatchSampler
-from aikd.data.split import stratified_holdout
+from aikd.data.split import cap_per_class, flip_labels, stratified_holdout
 
 
 @dataclass
@@ -121,25 +121,27 @@ class TensorLoader:
 
 
 class _Indexed(torch.utils.data.Dataset):
-    """Returns (image, label, index into `indices`), so each sample keeps its training-subset position."""
+    """Returns (image, label, index into `indices`), so each sample keeps its training-subset position; `labels`
+    (one per index) replace the dataset's own, as the noisy training labels do."""
 
-    def __init__(self, base, indices):
+    def __init__(self, base, indices, labels=None):
         self.base, self.indices = base, np.asarray(indices)
+        self.labels = None if labels is None else np.asarray(labels)
 
     def __len__(self):
         return len(self.indices)
 
     def __getitem__(self, i):
         x, y = self.base[int(self.indices[i])]
-        return x, int(y), i
+        return x, int(y if self.labels is None else self.labels[i]), i
 
 
 class FolderLoader:
     """DataLoader over image files with PIL transforms; reshuffled per epoch from a (seed, epoch) generator."""
 
     def __init__(self, dataset, indices, batch_size, *, device, seed=0, train=False, num_workers=2,
-                 regularizer=None, batch_sampler=None):
-        self.ds = _Indexed(dataset, indices)
+                 regularizer=None, batch_sampler=None, labels=None):
+        self.ds = _Indexed(dataset, indices, labels)
         self.batch_size, self.device, self.seed, self.train = batch_size, device, seed, train
         self.num_workers, self.regularizer, self.batch_sampler = num_workers, regularizer, batch_sampler
         self.epoch = 0
@@ -209,11 +211,14 @@ def build_data(cfg, device: torch.device, pair_sampler: bool = False) -> Data:
     info = train_set.info  # carries the synthetic set's actual class count and size
     labels = np.asarray(train_set.targets, dtype=np.int64)
     train_idx, val_idx = stratified_holdout(labels, d.val_fraction, d.split_seed)
+    train_idx = cap_per_class(labels, train_idx, d.train_per_class, d.split_seed)
     num_classes = len(train_set.classes)
-    train_labels = torch.as_tensor(labels[train_idx], device=device)
+    # the labels the student (and its phase-1 teacher, which shares split_seed) learns from; val and test stay clean
+    train_targets = flip_labels(labels[train_idx], d.label_noise, num_classes, d.split_seed)
+    train_labels = torch.as_tensor(train_targets, device=device)
     side = info.input_size if d.dataset != "tinyimagenet" else d.tiny_size
     augment_fn, reg = train_batch_transforms(cfg, side)
-    sampler = PairBatchSampler(labels[train_idx], d.batch_size, seed=cfg.seed) if pair_sampler else None
+    sampler = PairBatchSampler(train_targets, d.batch_size, seed=cfg.seed) if pair_sampler else None
 
     if info.kind == "files":
         from aikd.data.transforms import test_transform, train_transform
@@ -222,7 +227,7 @@ def build_data(cfg, device: torch.device, pair_sampler: bool = False) -> Data:
         test_view = get_dataset(d.dataset, root=root, split="test", transform=test_transform(info, d.tiny_size))
         common = dict(device=device, seed=cfg.seed, num_workers=d.num_workers)
         train = FolderLoader(train_view, train_idx, d.batch_size, train=True, regularizer=reg,
-                             batch_sampler=sampler, **common)
+                             batch_sampler=sampler, labels=train_targets, **common)
         val = FolderLoader(eval_view, val_idx, d.eval_batch_size, **common) if len(val_idx) else None
         test = FolderLoader(test_view, np.arange(len(test_view)), d.eval_batch_size, **common)
         return Data(train, val, test, num_classes, train_labels, side, info)

@@ -8,7 +8,9 @@ import torch.nn.functional as F
 from aikd.config import TrainConfig
 from aikd.data import build_data, stratified_holdout
 from aikd.data.augment import cutmix, cutout, mixup, pad_crop_flip, random_resized_crop_flip
+from aikd.data.datasets import get_dataset
 from aikd.data.loaders import TensorLoader
+from aikd.data.split import cap_per_class, flip_labels
 
 
 def test_stratified_holdout_per_class_counts_and_seed():
@@ -90,8 +92,45 @@ def test_tensor_loader_epochs_are_reproducible_and_cover_every_index():
     assert len(seen) == 20 and all(len(b) >= 2 for b in e0)  # the size-1 last batch is skipped (SPEC D24)
 
 
-def test_digits_data_splits_and_normalisation():
+def test_flip_labels_changes_exactly_the_fraction_to_other_classes():
+    labels = np.repeat(np.arange(4), 25)
+    noisy = flip_labels(labels, 0.2, 4, seed=3)
+    changed = noisy != labels
+    assert changed.sum() == 20 and noisy.min() >= 0 and noisy.max() <= 3  # every flipped label is wrong
+    assert np.array_equal(noisy, flip_labels(labels, 0.2, 4, seed=3))
+    assert not np.array_equal(noisy, flip_labels(labels, 0.2, 4, seed=4))
+    assert np.array_equal(flip_labels(labels, 0.0, 4), labels) and np.array_equal(labels, np.repeat(np.arange(4), 25))
+
+
+def test_cap_per_class_keeps_at_most_k_of_each_class():
+    labels = np.repeat(np.arange(3), [10, 2, 6])
+    idx = np.arange(1, 18)  # the first image of class 0 is not in the subset
+    kept = cap_per_class(labels, idx, 3, seed=0)
+    assert np.bincount(labels[kept], minlength=3).tolist() == [3, 2, 3] and set(kept) <= set(idx)
+    assert np.array_equal(cap_per_class(labels, idx, 0), idx)
+
+
+def test_digits_default_protocol_holds_out_70_percent_and_flips_a_fifth_of_the_training_labels():
     cfg = TrainConfig.from_dict({"data.dataset": "digits"}).resolved()
+    assert (cfg.data.val_fraction, cfg.data.label_noise, cfg.data.train_per_class) == (0.7, 0.2, 0)
+    d = build_data(cfg, torch.device("cpu"))
+    clean = get_dataset("digits", split="train").targets
+    per_class = np.bincount(clean)
+    n_val = int(sum(round(0.7 * n) for n in per_class))  # stratified: round(fraction * n_c) per class
+    n_train = len(clean) - n_val
+    assert len(d.train_labels) == n_train and sum(len(b.y) for b in d.val) == n_val
+    assert sum(len(b.y) for b in d.test) == 360 and d.num_classes == 10
+    train_idx, val_idx = stratified_holdout(clean, 0.7, cfg.data.split_seed)
+    wrong = (d.train_labels.numpy() != clean[train_idx]).sum()
+    assert wrong == round(0.2 * n_train)
+    assert torch.equal(torch.cat([b.y for b in d.val]), torch.as_tensor(clean[val_idx]))  # validation stays clean
+    capped = build_data(TrainConfig.from_dict({"data.dataset": "digits", "data.train_per_class": 12,
+                                               "data.label_noise": 0}).resolved(), torch.device("cpu"))
+    assert torch.bincount(capped.train_labels).tolist() == [12] * 10
+
+
+def test_digits_data_splits_and_normalisation():
+    cfg = TrainConfig.from_dict({"data.dataset": "digits", "data.val_fraction": 0.1}).resolved()
     d = build_data(cfg, torch.device("cpu"))
     n_train = len(d.train_labels)
     n_val = sum(len(b.y) for b in d.val)
