@@ -1,28 +1,23 @@
-"""Epochs and wall time ASHA + TPE needs to reach the validation error a full-budget random search reaches.
+"""Epochs ASHA + TPE needs to reach the validation error a full-budget random search reaches, at several seeds.
 
-Two studies of the same size through `search/run.py` (`--no-tracking`, C trials at a time, 1 CPU each):
+For each searcher seed, two studies of the same size through `search/run.py` on the default workload (digits'
+default protocol: a 70 % validation split, a fifth of the training labels flipped; `--no-tracking`, C trials at a
+time, 1 CPU each):
 
 - random: `--searcher random --scheduler none`, every trial trains all `--epochs` epochs;
-- ASHA:   `--searcher tpe --scheduler asha` (grace period `--grace`, reduction factor 3).
+- ASHA:   `--searcher tpe --scheduler asha` (the CLI's default grace period unless `--grace`, reduction factor 3).
 
-The target is the best final val_error of the random study (min over trials of the last report). Every report
-of the ASHA study (all trials) is put in time order; the epochs consumed up to the first report with
-val_error <= target (see below), and the time since the study's first trial started, are what ASHA needed. The random
-study is charged its full budget (trials x epochs); the epochs it had used, in time order, when it first reached
-its own best are printed too (a stricter comparison). Results are read from the trial folders
-(`params.json`, `result.json`) with `search.report.collect_rows`.
+Per seed it prints the best final val_error of each study (min over trials of the last epoch's report) and the
+epochs each used; then the epochs ASHA + TPE had used when one of its trials first finished at or below the
+random search's best (every report of the ASHA study put in time order), against the random study's full budget
+(trials x epochs). Results are read from the trial folders with `search.report.collect_rows`. The phase-1 teacher
+is trained once, before the timed studies, into a scratch teacher store, so no study pays for it.
 
-The default space is `aikd_ablation` (the project's joint AI-KD search; its phase-1 teacher is trained once
-before the timed studies, into a scratch teacher store, so neither study pays for it).
+    PYTHONPATH=. python benchmarks/asha_savings.py [--space aikd_ablation] [--trials 32] [--epochs 15]
+        [--seeds 0,1,2] [--grace G] [--concurrency 2] [--teacher-root DIR] [--keep]
 
-    PYTHONPATH=. python benchmarks/asha_savings.py [--space aikd_ablation] [--trials 16] [--epochs 15]
-        [--grace 1] [--concurrency 2] [--seed 0] [--teacher-root DIR] [--keep]
-
-Headline: a report counts only at a trial's last epoch (ASHA has produced a fully trained model that good); the
-same figures counting any report (a trial still at a low rung) are printed too. On digits the validation split
-is small (~290 images), so errors come in steps of ~0.35% and several configurations tie at the best value.
-
-Last line: `asha_savings ratio=X.XX` (random epochs / ASHA epochs to reach the random search's best).
+Last line: `asha_savings ratio=X.XX` (the median over seeds of random epochs / ASHA epochs to reach the random
+search's best; a seed where ASHA never gets there is charged its whole study).
 """
 
 from __future__ import annotations
@@ -30,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,12 +38,13 @@ if str(ROOT) not in sys.path:
 from _common import header, wait_for_quiet  # noqa: E402
 
 
-def cli_args(args, searcher: str, scheduler: str, storage: Path, name: str, teachers: Path) -> list[str]:
+def cli_args(args, searcher: str, scheduler: str, storage: Path, name: str, teachers: Path, seed: int) -> list[str]:
     return ["--space", args.space, "--dataset", "digits", "--model", args.model, "--searcher", searcher,
             "--scheduler", scheduler, "--num-samples", str(args.trials), "--max-epochs", str(args.epochs),
-            "--grace-period", str(args.grace), "--cpus-per-trial", "1", "--num-cpus", str(args.concurrency),
-            "--max-concurrent", str(args.concurrency), "--storage", str(storage), "--name", name,
-            "--no-tracking", "--seed", str(args.seed), "--set", f"teacher.root={teachers}"]
+            *(["--grace-period", str(args.grace)] if args.grace else []), "--cpus-per-trial", "1",
+            "--num-cpus", str(args.concurrency), "--max-concurrent", str(args.concurrency), "--storage", str(storage),
+            "--name", name,
+            "--no-tracking", "--warm-start", "none", "--seed", str(seed), "--set", f"teacher.root={teachers}"]
 
 
 def pretrain_teacher(argv: list[str]) -> float:
@@ -103,73 +100,67 @@ def first_reach(events: list[dict], target: float, final_epoch: int | None = Non
     return None
 
 
-def analyse(study_root: Path, args, wall: dict, start: dict) -> float:
-    """Print the comparison; returns the headline ratio."""
-    rows_r, ev_r = reports(study_root / "random", args.epochs)
-    rows_a, ev_a = reports(study_root / "asha", args.epochs)
-    target = min(r["metrics"]["val_error"] for r in rows_r if "val_error" in r["metrics"])
-    epochs_r, epochs_a = len(ev_r), len(ev_a)
-    span_r = max(e["t"] for e in ev_r) - min(e["start"] for e in ev_r)
-    span_a = max(e["t"] for e in ev_a) - min(e["start"] for e in ev_a)
+def analyse(study_root: Path, args, wall: dict, seed: int) -> dict:
+    """Print one seed's comparison; returns its figures."""
+    rows_r, ev_r = reports(study_root / f"random_s{seed}", args.epochs)
+    rows_a, ev_a = reports(study_root / f"asha_s{seed}", args.epochs)
+    best_r = min(r["metrics"]["val_error"] for r in rows_r if "val_error" in r["metrics"])
     best_a = min((e["val_error"] for e in ev_a if e["epoch"] == args.epochs), default=float("nan"))
+    epochs_r, epochs_a = len(ev_r), len(ev_a)
     done_a = sum(r["outcome"] == "done" for r in rows_a)
-    hist = sorted(round(r["metrics"]["val_error"], 2) for r in rows_r if "val_error" in r["metrics"])
-    print(f"random: {len(rows_r)} trials, {epochs_r} epochs, trials' span {span_r:.0f}s, "
-          f"process {wall['random']:.0f}s; final val_error per trial {hist}")
-    print(f"asha:   {len(rows_a)} trials ({done_a} ran all {args.epochs} epochs), {epochs_a} epochs, "
-          f"trials' span {span_a:.0f}s, process {wall['asha']:.0f}s; best final-epoch val_error {best_a:.2f}%")
-    print(f"target: the random search's best final val_error {target:.2f}%")
-    results = {}
-    for label, final in (("a fully trained trial (report at the last epoch)", args.epochs),
-                         ("any report (a trial at any epoch)", None)):
-        own = first_reach(ev_r, target, final)
-        hit = first_reach(ev_a, target, final)
-        if hit is None:
-            print(f"- {label}: ASHA + TPE never reached it; charged its whole study ({epochs_a} epochs)")
-            ep, t, proc = epochs_a, span_a, wall["asha"]
-        else:
-            ep, t = hit[0], hit[1]
-            proc = ev_a[hit[2]]["t"] - start["asha"] if start else float("nan")
-        results[final] = epochs_r / ep
-        print(f"- {label}: ASHA + TPE after {ep} epochs / {t:.0f}s of trials / {proc:.0f}s from process start; "
-              f"random: {epochs_r} epochs / {span_r:.0f}s / {wall['random']:.0f}s (full budget; it first got there "
-              f"after {own[0]} epochs) -> {epochs_r / ep:.2f}x fewer epochs, {span_r / max(t, 1e-9):.2f}x less trial "
-              f"time, {wall['random'] / proc:.2f}x less process time")
-    print(f"whole studies: {epochs_r} vs {epochs_a} epochs ({epochs_r / epochs_a:.2f}x), processes "
-          f"{wall['random']:.0f}s vs {wall['asha']:.0f}s ({wall['random'] / wall['asha']:.2f}x)")
-    return results[args.epochs]
+    hit = first_reach(ev_a, best_r, args.epochs)
+    reach = hit[0] if hit else epochs_a
+    reached = (f"reached the random best after {reach} epochs" if hit
+               else "never reached the random best: charged its whole study")
+    finals = sorted({round(r["metrics"]["val_error"], 2) for r in rows_r if "val_error" in r["metrics"]})
+    print(f"seed {seed}: random (full budget): best val_error {best_r:.2f}% in {epochs_r} epochs "
+          f"({len(rows_r)} trials, {len(finals)} distinct final values, process {wall['random']:.0f}s); "
+          f"TPE+ASHA: best {best_a:.2f}% in {epochs_a} epochs ({done_a} of {len(rows_a)} trials ran all "
+          f"{args.epochs}, process {wall['asha']:.0f}s); "
+          f"{reached} -> {epochs_r / reach:.2f}x", flush=True)
+    return {"seed": seed, "best_random": best_r, "best_asha": best_a, "epochs_random": epochs_r,
+            "epochs_asha": epochs_a, "reach": reach, "reached": hit is not None, "ratio": epochs_r / reach}
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--space", default="aikd_ablation", help="a space that takes --searcher tpe and random")
     p.add_argument("--model", default="small_cnn")
-    p.add_argument("--trials", type=int, default=16)
+    p.add_argument("--trials", type=int, default=32)
     p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--grace", type=int, default=1, help="ASHA grace period (epochs)")
+    p.add_argument("--grace", type=int, help="ASHA grace period (epochs; default: the CLI's)")
     p.add_argument("--concurrency", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0, help="searcher seed (both studies)")
+    p.add_argument("--seeds", default="0,1,2", help="searcher seeds, comma-separated (both studies per seed)")
     p.add_argument("--teacher-root", help="teacher store to reuse between runs (default: inside the scratch folder)")
     p.add_argument("--keep", action="store_true", help="keep the scratch study folders")
     p.add_argument("--max-load", type=float, default=1.5)
     args = p.parse_args(argv)
     header("asha_savings")
+    seeds = [int(x) for x in args.seeds.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="aikd_asha_savings_"))
-    print(f"space {args.space}, digits, {args.model}, {args.trials} trials x {args.epochs} epochs, "
-          f"{args.concurrency} at a time; scratch {tmp}{' (kept)' if args.keep else ''}", flush=True)
+    print(f"space {args.space}, digits (default protocol), {args.model}, {args.trials} trials x {args.epochs} "
+          f"epochs, {args.concurrency} at a time, searcher seeds {seeds}; scratch {tmp}"
+          f"{' (kept)' if args.keep else ''}", flush=True)
     try:
         teachers = Path(args.teacher_root).resolve() if args.teacher_root else tmp / "teachers"
-        argv_random = cli_args(args, "random", "none", tmp, "random", teachers)
-        argv_asha = cli_args(args, "tpe", "asha", tmp, "asha", teachers)
-        t_teacher = pretrain_teacher(argv_random)
+        t_teacher = pretrain_teacher(cli_args(args, "random", "none", tmp, "teacher", teachers, seeds[0]))
         print(f"phase-1 teacher ready beforehand in {t_teacher:.1f}s (not counted)", flush=True)
-        wall, start = {}, {}
-        for name, a in (("random", argv_random), ("asha", argv_asha)):
-            load = wait_for_quiet(args.max_load, tries=3)
-            wall[name], start[name] = run_study(a, tmp)
-            print(f"{name} study: {wall[name]:.1f}s wall (load at start {load:.2f})", flush=True)
-        ratio = analyse(tmp, args, wall, start)
-        print(f"asha_savings ratio={ratio:.2f}")
+        figures = []
+        for seed in seeds:
+            wall = {}
+            for name, searcher, scheduler in (("random", "random", "none"), ("asha", "tpe", "asha")):
+                load = wait_for_quiet(args.max_load, tries=3)
+                argv = cli_args(args, searcher, scheduler, tmp, f"{name}_s{seed}", teachers, seed)
+                wall[name], _ = run_study(argv, tmp)
+                print(f"seed {seed} {name} study: {wall[name]:.1f}s wall (load at start {load:.2f})", flush=True)
+            figures.append(analyse(tmp, args, wall, seed))
+        print("\n| searcher seed | random: best val_error | random: epochs | TPE+ASHA: best val_error | "
+              "TPE+ASHA: epochs | TPE+ASHA: epochs to the random best | ratio |")
+        print("|---|---|---|---|---|---|---|")
+        for f in figures:
+            print(f"| {f['seed']} | {f['best_random']:.2f} % | {f['epochs_random']} | {f['best_asha']:.2f} % | "
+                  f"{f['epochs_asha']} | {f['reach'] if f['reached'] else 'not reached'} | {f['ratio']:.2f}x |")
+        print(f"asha_savings ratio={statistics.median(f['ratio'] for f in figures):.2f}")
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
