@@ -134,23 +134,26 @@ def pareto_plot(rows, front, metrics, path: Path) -> None:
 
 
 def write_leaderboard(space, ranked, metric, path_csv: Path, path_md: Path, top: int) -> list[str]:
+    """The ranked trials, with the tie-break beside the metric (so that equal values show why they are ordered) and
+    the test metrics each once."""
     keys = _varied_keys(space, ranked)
-    header = ["rank", *keys, metric, "test_error", "test_ece", "test_ece_ts", "epochs", "outcome", "trial_id"]
+    shown = list(dict.fromkeys([metric, tie_break(metric), "test_error", "test_ece", "test_ece_ts"]))
+    header = ["rank", *keys, *shown, "epochs", "outcome", "trial_id"]
     lines = []
     with open(path_csv, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
         for i, r in enumerate(ranked, 1):
             m = r["metrics"]
-            w.writerow([i, *[r["config"].get(k) for k in keys], m.get(metric), m.get("test_error"),
-                        m.get("test_ece"), m.get("test_ece_ts"), r["epochs"], r["outcome"], r["trial_id"]])
+            w.writerow([i, *[r["config"].get(k) for k in keys], *[m.get(k) for k in shown], r["epochs"],
+                        r["outcome"], r["trial_id"]])
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for i, r in enumerate(ranked[:top], 1):
         m = r["metrics"]
-        cells = [str(i), *[_short(r["config"].get(k)) for k in keys], _fmt(m.get(metric), m.get(f"{metric}_std")),
-                 _fmt(m.get("test_error"), m.get("test_error_std")), _fmt(m.get("test_ece")),
-                 _fmt(m.get("test_ece_ts")), str(r["epochs"]), r["outcome"], r["trial_id"]]
+        cells = [str(i), *[_short(r["config"].get(k)) for k in keys],
+                 *[_fmt(m.get(k), m.get(f"{k}_std") if k in (metric, "test_error") else None) for k in shown],
+                 str(r["epochs"]), r["outcome"], r["trial_id"]]
         lines.append("| " + " | ".join(cells) + " |")
     path_md.write_text("\n".join(lines) + "\n")
     return lines

@@ -1,5 +1,6 @@
 """End-to-end studies with real Ray, Optuna, MLflow (local SQLite store) and PyTorch training on digits."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -121,6 +122,11 @@ def test_ties_broken_and_said_the_same_everywhere(study):
     assert best["tie_break"] == "val_nll" and "val_nll" in best
     summary = json.loads((study["dir"] / "report" / "summary.json").read_text())
     assert summary["best"]["trial_id"] == best["trial_id"]
+    with open(study["dir"] / "report" / "leaderboard.csv") as f:  # the tie-break stands beside the metric
+        board = list(csv.DictReader(f))
+    assert list(board[0])[list(board[0]).index("val_error") + 1] == "val_nll"
+    done = [(float(r["val_error"]), float(r["val_nll"])) for r in board if r["outcome"] == "done"]
+    assert done == sorted(done) and board[0]["trial_id"] == best["trial_id"]
     c = MlflowClient(tracking_uri=study["uri"])
     exp = c.get_experiment_by_name("aikd-search")
     parent = c.search_runs([exp.experiment_id], filter_string="tags.role = 'study'")[0]
