@@ -493,6 +493,8 @@ def check_data(plan: Plan, args) -> str:
     note = "present"
     for cfg in {json.dumps(dataclasses.asdict(c.data), sort_keys=True, default=str): c
                 for c in plan.resolved_configs}.values():
+        if dataset_scale(cfg.data.dataset) == "offline":  # bundled with scikit-learn, or generated: always there
+            continue
         try:
             if not args.download:
                 check_dataset(cfg, download=False)

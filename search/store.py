@@ -1,6 +1,6 @@
 """Where a study's tracking goes, decided without importing MLflow: search/tracking.py imports it, with its SQL
 store, which costs seconds of CPU (benchmarks/RESULTS.md) that the driver spends in the background while Ray starts,
-not before."""
+not before (`InBackground`)."""
 
 from __future__ import annotations
 
@@ -34,21 +34,33 @@ def is_local_store(uri: str) -> bool:
     return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
 
 
-def import_tracking_in_background(uri: str) -> threading.Thread:
-    """Import MLflow's client and, for a database URI, its SQLAlchemy store (SQLAlchemy, alembic) in a thread while
-    Ray starts. Only the imports: the store itself, and a new database file, wait until the study's input has been
-    checked. Join the thread before importing search.tracking, so that the two imports do not contend."""
-    def load():
-        try:
-            import mlflow.tracking  # noqa: F401
-            if "://" in uri and uri.split("://")[0] not in ("http", "https"):
-                import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-        except Exception:  # the foreground import will raise it again, where it can be reported
-            pass
+def import_tracking(uri: str) -> None:
+    """Import MLflow's client and, for a database URI, its SQLAlchemy store (SQLAlchemy, alembic)."""
+    import mlflow.tracking  # noqa: F401
+    if "://" in uri and uri.split("://")[0] not in ("http", "https"):
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 
-    thread = threading.Thread(target=load, daemon=True, name="mlflow-import")
-    thread.start()
-    return thread
+
+class InBackground:
+    """`fn()` in a daemon thread, started at once; `result()` waits for it and returns its value or raises its
+    error. The driver overlaps what waits on other processes (Ray's start and stop) with its own work this way."""
+
+    def __init__(self, fn, name: str):
+        self._value, self._error = None, None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True, name=name)
+        self._thread.start()
+
+    def _run(self, fn) -> None:
+        try:
+            self._value = fn()
+        except BaseException as e:  # handed to the caller of result()
+            self._error = e
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def store_lock(uri: str):

@@ -206,25 +206,35 @@ def build_tuner(plan: Plan, args, callbacks: list, tracking, out):
         run_config=run_config)
 
 
+def open_tracking(plan: Plan, args):
+    """The study's MLflow store and experiment (a new SQLite store's schema is made here: seconds)."""
+    from search.tracking import StudyTracking
+    return StudyTracking(plan.tracking_uri, plan.name, args.experiment, artifact_root=Path.cwd() / "mlartifacts")
+
+
 def run_study(args, plan: Plan, out=print) -> int:
     from search.cluster import cluster_checks, connect
-    from search.store import import_tracking_in_background
+    from search.store import InBackground, import_tracking
 
     local = "://" not in plan.study_dir
     if local:
         Path(plan.study_dir).mkdir(parents=True, exist_ok=True)
     # While Ray starts, and only then: this thread must be the only one importing MLflow (or SQLAlchemy), since two
-    # threads importing the same package can each see the other's half-initialised modules.
-    importing = import_tracking_in_background(plan.tracking_uri) if plan.tracking_uri else None
+    # threads importing the same package can each see the other's half-initialised modules. A local cluster's
+    # study has had all its input checked by now, so its store is opened meanwhile too; joining a cluster can
+    # still fail on bad input (an unreachable address, no GPU there), before which no store may be made.
+    opening = None
+    if plan.tracking_uri:
+        opening = InBackground((lambda: import_tracking(plan.tracking_uri)) if args.address
+                               else (lambda: open_tracking(plan, args)), "mlflow-open")
     quiet_libraries()
     stop = Interruption(out)
     stop.__enter__()
-    tracking, status, ray = None, "FAILED", None
+    tracking, status, ray, stopping = None, "FAILED", None, None
     try:
         ray = connect(args)
         stop.reinstall()
-        if importing is not None:
-            importing.join()
+        opened = opening.result() if opening is not None else None
         from search.client import RELAY_PREFIX, DriverRelay, RelayListener, TuneEnvironment, is_client
         from search.cluster import trial_slots
         from search.progress import ProgressCallback
@@ -242,8 +252,7 @@ def run_study(args, plan: Plan, out=print) -> int:
             out("downloading the dataset once on the driver ...")
             check_dataset(TrainConfig.from_dict({**plan.base, "data.download": True}).resolved(), download=True)
         if plan.tracking_uri:
-            tracking = StudyTracking(plan.tracking_uri, plan.name, args.experiment,
-                                     artifact_root=Path.cwd() / "mlartifacts")
+            tracking = opened if isinstance(opened, StudyTracking) else open_tracking(plan, args)
             tracking.start_parent(study_params(plan, args), {"space": plan.space.name, "study_dir": plan.study_dir})
             writer_for(tracking)  # this tracker writes the trials' runs, also through Tune's restored callbacks
             out(f"MLflow: parent run {tracking.parent_run_id} in experiment {args.experiment!r} at "
@@ -284,6 +293,9 @@ def run_study(args, plan: Plan, out=print) -> int:
         else:
             results = tuner.fit()
         stop.tuning = False
+        # Ray is not needed past this point: it stops (mostly waiting for its processes) while the summary, the
+        # report and MLflow's closing run
+        stopping = InBackground(ray.shutdown, "ray-shutdown")
         if stop.signal is None:
             out(f"study finished in {time.time() - t0:.0f}s; at most {progress.peak_concurrent} trials ran at once")
         else:
@@ -310,7 +322,9 @@ def run_study(args, plan: Plan, out=print) -> int:
     finally:
         if tracking:
             _close_tracking(tracking, plan, status, out)
-        if ray is not None:
+        if stopping is not None:
+            stopping.result()
+        elif ray is not None:
             ray.shutdown()
         stop.__exit__(None, None, None)
 
