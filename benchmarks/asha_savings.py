@@ -27,19 +27,16 @@ Last line: `asha_savings ratio=X.XX` (random epochs / ASHA epochs to reach the r
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from _common import header, wait_for_quiet  # noqa: E402
+from _common import arg_parser, header, scratch_folder, wait_for_quiet  # noqa: E402
 
 
 def cli_args(args, searcher: str, scheduler: str, storage: Path, name: str, teachers: Path) -> list[str]:
@@ -141,7 +138,7 @@ def analyse(study_root: Path, args, wall: dict, start: dict) -> float:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = arg_parser(__doc__)
     p.add_argument("--space", default="aikd_ablation", help="a space that takes --searcher tpe and random")
     p.add_argument("--model", default="small_cnn")
     p.add_argument("--trials", type=int, default=16)
@@ -151,13 +148,11 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0, help="searcher seed (both studies)")
     p.add_argument("--teacher-root", help="teacher store to reuse between runs (default: inside the scratch folder)")
     p.add_argument("--keep", action="store_true", help="keep the scratch study folders")
-    p.add_argument("--max-load", type=float, default=1.5)
     args = p.parse_args(argv)
     header("asha_savings")
-    tmp = Path(tempfile.mkdtemp(prefix="aikd_asha_savings_"))
-    print(f"space {args.space}, digits, {args.model}, {args.trials} trials x {args.epochs} epochs, "
-          f"{args.concurrency} at a time; scratch {tmp}{' (kept)' if args.keep else ''}", flush=True)
-    try:
+    with scratch_folder("aikd_asha_savings_", args.keep) as tmp:
+        print(f"space {args.space}, digits, {args.model}, {args.trials} trials x {args.epochs} epochs, "
+              f"{args.concurrency} at a time; scratch {tmp}{' (kept)' if args.keep else ''}", flush=True)
         teachers = Path(args.teacher_root).resolve() if args.teacher_root else tmp / "teachers"
         argv_random = cli_args(args, "random", "none", tmp, "random", teachers)
         argv_asha = cli_args(args, "tpe", "asha", tmp, "asha", teachers)
@@ -170,9 +165,6 @@ def main(argv=None) -> None:
             print(f"{name} study: {wall[name]:.1f}s wall (load at start {load:.2f})", flush=True)
         ratio = analyse(tmp, args, wall, start)
         print(f"asha_savings ratio={ratio:.2f}")
-    finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
