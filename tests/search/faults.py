@@ -33,6 +33,18 @@ def start_cli(args, cwd, log_path, env=None) -> subprocess.Popen:
                             env=cli_env(env), start_new_session=True)
 
 
+def stop_cli(p: subprocess.Popen | list[subprocess.Popen], procs: dict[int, int] | None = None) -> None:
+    """A test's teardown after `start_cli`: SIGKILL the CLI's process group where it still runs (and reap it), then
+    each recorded process (`descendants`: PID -> start time) that outlived it, since Ray's workers run in process
+    groups of their own. `p` may be a list of CLIs."""
+    for cli in p if isinstance(p, list) else [p]:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+            cli.wait(timeout=30)
+    if procs:
+        kill_recorded(procs)
+
+
 # ---- processes ----------------------------------------------------------------------------------------------
 
 def _stat(pid: int):
