@@ -6,14 +6,19 @@ they import this file as `_common`.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 
@@ -48,6 +53,26 @@ def wait_for_quiet(max_load: float = 1.5, tries: int = 6, pause_s: float = 10.0,
         time.sleep(pause_s)
         load = load1()
     return load
+
+
+def arg_parser(doc: str, max_load_help: str | None = None) -> argparse.ArgumentParser:
+    """A benchmark's parser: the first line of its docstring as description, and --max-load, the 1-minute load
+    `wait_for_quiet` waits for before measuring (every benchmark here measures on a shared machine)."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--max-load", type=float, default=1.5, help=max_load_help)
+    return p
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str, keep: bool = False):
+    """A fresh temporary folder for a benchmark's studies and files, removed at the end (also on an error or ^C)
+    unless `keep` (the scripts' --keep, to look into the studies afterwards)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def header(name: str, out=print) -> None:
@@ -87,6 +112,12 @@ def reference_train_transform():
     from torchvision import transforms as T
     return T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
                       T.Normalize(CIFAR_MEAN, CIFAR_STD)])
+
+
+def reference_dataset(data: np.ndarray, targets: np.ndarray) -> ArrayPILDataset:
+    """The reference side's training set: the arrays served as torchvision's CIFAR dataset serves them, through the
+    official code's training transform."""
+    return ArrayPILDataset(data, targets, reference_train_transform())
 
 
 def tensor_loader(data: np.ndarray, targets: np.ndarray, batch_size: int, seed: int = 0, device="cpu"):

@@ -22,20 +22,17 @@ search's best; a seed where ASHA never gets there is charged its whole study).
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from _common import header, wait_for_quiet  # noqa: E402
+from _common import arg_parser, header, scratch_folder, wait_for_quiet  # noqa: E402
 
 
 def cli_args(args, searcher: str, scheduler: str, storage: Path, name: str, teachers: Path, seed: int) -> list[str]:
@@ -123,7 +120,7 @@ def analyse(study_root: Path, args, wall: dict, seed: int) -> dict:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = arg_parser(__doc__)
     p.add_argument("--space", default="aikd_ablation", help="a space that takes --searcher tpe and random")
     p.add_argument("--model", default="small_cnn")
     p.add_argument("--trials", type=int, default=32)
@@ -133,15 +130,13 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", default="0,1,2", help="searcher seeds, comma-separated (both studies per seed)")
     p.add_argument("--teacher-root", help="teacher store to reuse between runs (default: inside the scratch folder)")
     p.add_argument("--keep", action="store_true", help="keep the scratch study folders")
-    p.add_argument("--max-load", type=float, default=1.5)
     args = p.parse_args(argv)
     header("asha_savings")
     seeds = [int(x) for x in args.seeds.split(",")]
-    tmp = Path(tempfile.mkdtemp(prefix="aikd_asha_savings_"))
-    print(f"space {args.space}, digits (default protocol), {args.model}, {args.trials} trials x {args.epochs} "
-          f"epochs, {args.concurrency} at a time, searcher seeds {seeds}; scratch {tmp}"
-          f"{' (kept)' if args.keep else ''}", flush=True)
-    try:
+    with scratch_folder("aikd_asha_savings_", args.keep) as tmp:
+        print(f"space {args.space}, digits (default protocol), {args.model}, {args.trials} trials x {args.epochs} "
+              f"epochs, {args.concurrency} at a time, searcher seeds {seeds}; scratch {tmp}"
+              f"{' (kept)' if args.keep else ''}", flush=True)
         teachers = Path(args.teacher_root).resolve() if args.teacher_root else tmp / "teachers"
         t_teacher = pretrain_teacher(cli_args(args, "random", "none", tmp, "teacher", teachers, seeds[0]))
         print(f"phase-1 teacher ready beforehand in {t_teacher:.1f}s (not counted)", flush=True)
@@ -161,9 +156,6 @@ def main(argv=None) -> None:
             print(f"| {f['seed']} | {f['best_random']:.2f} % | {f['epochs_random']} | {f['best_asha']:.2f} % | "
                   f"{f['epochs_asha']} | {f['reach'] if f['reached'] else 'not reached'} | {f['ratio']:.2f}x |")
         print(f"asha_savings ratio={statistics.median(f['ratio'] for f in figures):.2f}")
-    finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

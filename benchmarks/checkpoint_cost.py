@@ -21,22 +21,20 @@ Last line: `checkpoint_cost per_checkpoint_s=X.XXX share=Y.Y% before_s=Z.ZZZ`
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-from _common import header, load1, median, wait_for_quiet
+from _common import arg_parser, header, load1, median, scratch_folder, wait_for_quiet
 
 from aikd.config import TrainConfig
 from aikd.train import Trainer
 from trainables.checkpoints import STATE_FILE, checkpoint_payload, write_payload
 
 
-def old_checkpoint(trainer, study: str, index: int) -> float:
+def old_checkpoint(trainer, study: str | os.PathLike, index: int) -> float:
     import pyarrow.fs
     from ray.train._internal.storage import _pyarrow_fs_copy_files
     t0 = time.perf_counter()
@@ -50,11 +48,10 @@ def old_checkpoint(trainer, study: str, index: int) -> float:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = arg_parser(__doc__)
     p.add_argument("--model", default="resnet18")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--max-load", type=float, default=1.5)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     header("checkpoint_cost")
@@ -69,9 +66,7 @@ def main(argv=None) -> None:
     load = load1()
     trainer.train_epoch()  # warm-up
     plain, overlapped, snapshot, write, old = [], [], [], [], []
-    study = tempfile.mkdtemp(prefix="aikd_ckpt_cost_")
-    pool = ThreadPoolExecutor(1)
-    try:
+    with scratch_folder("aikd_ckpt_cost_") as study, ThreadPoolExecutor(1) as pool:
         for r in range(args.rounds):
             plain.append(trainer.train_epoch()["epoch_seconds"])
             t0 = time.perf_counter()
@@ -89,9 +84,6 @@ def main(argv=None) -> None:
             old.append(old_checkpoint(trainer, study, r))
             print(f"round {r + 1}: plain epoch {plain[-1]:.2f}s, overlapped {overlapped[-1]:.2f}s; snapshot "
                   f"{snapshot[-1]:.3f}s, background write {write[-1]:.3f}s; old way {old[-1]:.3f}s", flush=True)
-    finally:
-        pool.shutdown()
-        shutil.rmtree(study, ignore_errors=True)
     epoch = median(plain)
     slower = median([o - q for o, q in zip(overlapped, plain)])  # paired by round: drift between rounds cancels
     # the write runs on another core, so it can slow the next epoch by at most its own time; a larger median

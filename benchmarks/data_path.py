@@ -23,16 +23,15 @@ Last line: `data_path ratio=X.XX`.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 from _common import (
-    ArrayPILDataset,
+    arg_parser,
     cifar_like,
     header,
     median,
-    reference_train_transform,
+    reference_dataset,
     spread,
     tensor_loader,
     wait_for_quiet,
@@ -63,20 +62,19 @@ def epoch_reference(dataset, batch: int, workers: int, epoch: int) -> tuple[floa
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = arg_parser(__doc__, max_load_help="wait for the 1-minute load to drop below this")
     p.add_argument("--n", type=int, default=50_000, help="images (default 50k: CIFAR's training set)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers on the reference side")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads in the main process (0: PyTorch's default)")
-    p.add_argument("--max-load", type=float, default=1.5, help="wait for the 1-minute load to drop below this")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     header("data_path")
     data, targets = cifar_like(args.n)
     ours = tensor_loader(data, targets, args.batch)
-    ref = ArrayPILDataset(data, targets, reference_train_transform())
+    ref = reference_dataset(data, targets)
     # warm-up: first-touch allocations on our side, the PIL / transform imports on the reference side
     ours.set_epoch(0)
     next(iter(ours))

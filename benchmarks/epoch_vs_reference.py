@@ -24,7 +24,6 @@ Last line: `epoch_vs_reference ratio=X.XX` for the first model (wrn16_2).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import time
 from collections import defaultdict
@@ -33,11 +32,11 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 from _common import (
-    ArrayPILDataset,
+    arg_parser,
     cifar_like,
     header,
     median,
-    reference_train_transform,
+    reference_dataset,
     tensor_loader,
     wait_for_quiet,
 )
@@ -101,7 +100,7 @@ def compare(name: str, args, data, targets, device, out=print) -> dict:
     method = create_method(cfg, model_o, SimpleNamespace(num_classes=args.classes, train_labels=loader.labels),
                            device)
     opt_o, opt_r = make_optimizer(cfg, model_o.parameters()), make_optimizer(cfg, model_r.parameters())
-    ref = ArrayPILDataset(data, targets, reference_train_transform())
+    ref = reference_dataset(data, targets)
     # warm-up (oneDNN primitives, first allocations): a few steps each, on a small slice
     warm = args.warm or max(2 * args.batch, 256)
     epoch_ours(model_o, method, opt_o, tensor_loader(data[:warm], targets[:warm], args.batch, device=device), 0,
@@ -132,7 +131,7 @@ def compare(name: str, args, data, targets, device, out=print) -> dict:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = arg_parser(__doc__)
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--classes", type=int, default=100)
     p.add_argument("--batch", type=int, default=128)
@@ -142,7 +141,6 @@ def main(argv=None) -> None:
     p.add_argument("--rounds-big", type=int, default=1, help="... for preact_resnet18 / resnet18 / densenet121")
     p.add_argument("--recipe", default="cskd", help="optimizer recipe (lr/momentum/wd/nesterov) for both sides")
     p.add_argument("--threads", type=int, default=0, help="torch threads in the main process (0: PyTorch's default)")
-    p.add_argument("--max-load", type=float, default=1.5)
     p.add_argument("--warm", type=int, default=0, help="warm-up images per side (0: max(2 x batch, 256))")
     args = p.parse_args(argv)
     if args.threads:

@@ -19,13 +19,12 @@ The last line reads: step_cost aikd_snapshot/baseline=X.XX aikd_cache/baseline=Y
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from types import SimpleNamespace
 
 import torch
-from _common import header, wait_for_quiet
+from _common import arg_parser, header, wait_for_quiet
 
 from aikd.config import TrainConfig
 from aikd.data import Batch
@@ -117,7 +116,7 @@ def measure(args, labels, device, out=print) -> tuple[dict, dict]:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = arg_parser(__doc__, max_load_help="before each round, wait for the load to drop below")
     p.add_argument("--model", default="preact_resnet18")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--size", type=int, default=32)
@@ -126,7 +125,6 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per method before the first round")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: leave PyTorch's default)")
-    p.add_argument("--max-load", type=float, default=1.5, help="before each round, wait for the load to drop below")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
     args = p.parse_args(argv)
 

@@ -36,10 +36,8 @@ import argparse
 import json
 import os
 import pickle
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -47,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from _common import cifar_like, header, median, wait_for_quiet  # noqa: E402
+from _common import arg_parser, cifar_like, header, median, scratch_folder, wait_for_quiet  # noqa: E402
 
 PY = sys.executable
 # digits' clean protocol (a 10 % validation split, no label noise), the trial length the earlier figures measured
@@ -312,7 +310,7 @@ def print_sides(runs: dict, args) -> None:
 # ---------------------------------------------------------------------------------------------- main
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = arg_parser(__doc__)
     p.add_argument("--trials", type=int, default=4)
     p.add_argument("--epochs", type=int, default=7, help="epochs per trial (~30 s of training on one core here)")
     p.add_argument("--concurrency", type=int, default=2, help="trials at once on both sides (1 CPU each)")
@@ -325,7 +323,6 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=1, help="pairs (CLI, plain) of the first section; the headline is "
                                                          "the median of their ratios")
     p.add_argument("--keep", action="store_true", help="keep the temporary study folders")
-    p.add_argument("--max-load", type=float, default=1.5)
     p.add_argument("--plain-child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.plain_child:
@@ -333,10 +330,9 @@ def main(argv=None) -> None:
         return
 
     header("tune_overhead")
-    tmp = Path(tempfile.mkdtemp(prefix="aikd_tune_overhead_"))
-    print(f"{args.trials} trials x {args.epochs} epochs (digits, resnet18, baseline), {args.concurrency} at a time, "
-          f"1 CPU each; scratch {tmp}{' (kept)' if args.keep else ''}", flush=True)
-    try:
+    with scratch_folder("aikd_tune_overhead_", args.keep) as tmp:
+        print(f"{args.trials} trials x {args.epochs} epochs (digits, resnet18, baseline), {args.concurrency} at a "
+              f"time, 1 CPU each; scratch {tmp}{' (kept)' if args.keep else ''}", flush=True)
         if not args.no_micro:
             wait_for_quiet(args.max_load, tries=3)
             wall, out, _ = _run([PY, str(ROOT / "search" / "run.py"), *CLI_ARGS, "--num-samples", str(args.trials),
@@ -395,9 +391,6 @@ def main(argv=None) -> None:
         if len(ratios) > 1:
             print("round ratios: " + ", ".join(f"{r:.2f}" for r in ratios))
         print(f"tune_overhead ratio={median(ratios):.2f}")
-    finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

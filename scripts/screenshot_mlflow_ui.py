@@ -33,52 +33,14 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout as `python scripts/...`: the project's packages
+    sys.path.insert(0, str(ROOT))
+from search.store import free_port, start_server, stop_server  # noqa: E402
+
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-def start_server(backend: str, port: int, workdir: Path, timeout_s: float) -> subprocess.Popen:
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    cmd = [str(mlflow_cli)] if mlflow_cli.exists() else [sys.executable, "-m", "mlflow"]
-    log = open(workdir / "server.log", "w")
-    proc = subprocess.Popen([*cmd, "server", "--host", "127.0.0.1", "--port", str(port), "--backend-store-uri",
-                             backend, "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
-                            start_new_session=True, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-    url = f"http://127.0.0.1:{port}"
-    end = time.time() + timeout_s
-    while not healthy(url):
-        if proc.poll() is not None or time.time() > end:
-            stop_server(proc)
-            sys.exit(f"mlflow server did not answer {url}/health:\n{(workdir / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.5)
-    return proc
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=wait_s)
-            os.killpg(proc.pid, signal.SIGKILL)  # workers left behind by the leader
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def find_parent(url: str, experiment: str, study: str | None):
@@ -278,7 +240,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="mlflow_ui_") as d:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        proc = start_server(backend, port, Path(d), args.health_timeout)
+        try:
+            proc = start_server(backend, port, Path(d), timeout_s=args.health_timeout)
+        except RuntimeError as e:
+            sys.exit(str(e))
         try:
             experiment_id, parent, n_children = find_parent(url, args.experiment, args.study)
             target = page_url(url, experiment_id)

@@ -320,7 +320,11 @@ def build_plan(args) -> Plan:
     if protocol == "paper" and resolved.data.val_fraction != 0:
         raise UsageError(f"data.val_fraction={resolved.data.val_fraction:g} contradicts --protocol paper (the whole "
                          "training set, data.val_fraction=0); drop it, or use --protocol search")
-    metrics, modes = objectives(args, space)
+    from trainables.protocol import objectives
+    try:
+        metrics, modes = objectives(space, args.metric, args.mode)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     for m in metrics:
         if m.startswith("val_") and resolved.data.val_fraction == 0:
             raise UsageError(f"the search metric {m} needs a validation split: data.val_fraction must be > 0 "
@@ -416,34 +420,6 @@ def warm_start(args, space, searcher: str, storage: str, dataset: str, metrics: 
     except ValueError as e:
         raise UsageError(f"--warm-start {choice}: {e}") from None
     return {"kind": "study", "name": meta["name"], "journal": str(folder / "optuna.journal"), "same_dataset": same}
-
-
-def objectives(args, space) -> tuple[list[str], list[str]]:
-    """--metric / --mode: one or two metrics a trial reports, each with min or max."""
-    from trainables.protocol import EPOCH_METRICS, FINAL_ONLY
-    if not args.metric:
-        if args.mode and args.mode != space.mode:
-            raise UsageError(f"--mode {args.mode}: the space's metric {space.metric} is optimised "
-                             f"{space.mode}; pass --metric to optimise another")
-        return [space.metric], [space.mode]
-    metrics = [m.strip() for m in args.metric.split(",")]
-    allowed = EPOCH_METRICS + tuple(k for k in FINAL_ONLY if k != "temperature")
-    if len(metrics) > 2 or len(set(metrics)) != len(metrics):
-        raise UsageError(f"--metric {args.metric}: one metric, or two different ones separated by a comma")
-    for m in metrics:
-        if m not in allowed:
-            raise UsageError(f"--metric {m}: not a metric a trial reports; allowed: {', '.join(allowed)}")
-    if metrics[0] not in EPOCH_METRICS:
-        raise UsageError(f"--metric {metrics[0]}: the first metric is reported every epoch (ASHA stops on it); "
-                         f"{metrics[0]} is known only at the end: put it second")
-    if args.mode:
-        modes = [m.strip() for m in args.mode.split(",")]
-        if len(modes) != len(metrics) or set(modes) - {"min", "max"}:
-            raise UsageError(f"--mode {args.mode}: one of min, max for each of the {len(metrics)} metric(s) "
-                             f"{', '.join(metrics)}")
-    else:
-        modes = ["max" if m.endswith("_f1") else "min" for m in metrics]
-    return metrics, modes
 
 
 def print_plan(plan: Plan, args, out=print) -> None:

@@ -23,12 +23,11 @@ from ray.tune.search.optuna import OptunaSearch
 
 from aikd.config import TrainConfig
 from spaces import Space
-from spaces.base import MODES, InexpressibleError, same_value
-from trainables.protocol import FAILURE_KEY
+from spaces.base import InexpressibleError, same_value
+from trainables.protocol import FAILURE_KEY, objectives
 
 RAY_TRIAL_ATTR = "ray_trial_id"
 WARM_START_ATTR = "warm_start_from"  # user attribute of a trial copied from another study: "STUDY#NUMBER"
-MAX_OBJECTIVES = 2
 logger = logging.getLogger(__name__)
 
 
@@ -247,40 +246,15 @@ def make_sampler(searcher: str, seed: int):
     raise ValueError(f"no Optuna sampler for searcher {searcher!r}")
 
 
-def objectives(space: Space, metric=None, mode=None) -> tuple:
-    """(metric, mode) for the searcher: the space's by default; one name gives strings, two give lists.
-
-    `metric` / `mode` may be a name, a comma-separated string or a list. A metric without a mode is minimised,
-    except the space's own metric, which keeps the space's mode. ValueError with one line for three metrics, a mode
-    list of another length or a mode that is not min/max.
-    """
-    def split(x):
-        if x is None:
-            return None
-        return [p.strip() for p in x.split(",")] if isinstance(x, str) else [str(p).strip() for p in x]
-    metrics = split(metric) or [space.metric]
-    if not metrics or any(not m for m in metrics):
-        raise ValueError(f"metric {metric!r}: give one or two metric names, e.g. val_error or val_error,val_ece")
-    if len(metrics) > MAX_OBJECTIVES:
-        raise ValueError(f"metric {','.join(metrics)}: at most {MAX_OBJECTIVES} objectives, got {len(metrics)}")
-    if len(set(metrics)) != len(metrics):
-        raise ValueError(f"metric {','.join(metrics)}: the objectives must differ")
-    modes = split(mode) or [space.mode if m == space.metric else "min" for m in metrics]
-    if len(modes) != len(metrics):
-        raise ValueError(f"mode {','.join(modes)}: give one mode per metric ({len(metrics)}: {','.join(metrics)})")
-    bad = [m for m in modes if m not in MODES]
-    if bad:
-        raise ValueError(f"mode {bad[0]!r}: allowed {', '.join(MODES)}")
-    return (metrics[0], modes[0]) if len(metrics) == 1 else (metrics, modes)
-
-
 def make_optuna_search(space: Space, searcher: str, seed: int, study_name: str, journal: Path, max_epochs: int,
                        constants: dict | None = None, num_samples: int | None = None, metric=None, mode=None,
                        points_to_evaluate: list[dict] | None = None) -> PruneAwareOptunaSearch:
-    """The study's searcher on its journal. `metric`/`mode`: see `objectives` (two metrics: a two-objective study,
-    multi-objective TPE with "tpe", NSGA-II with "nsga2", or random). `points_to_evaluate`: raw points (a
-    `WarmStart.points`) that are the first trials, in order."""
-    metric, mode = objectives(space, metric, mode)
+    """The study's searcher on its journal. `metric`/`mode`: see `trainables.protocol.objectives` (two metrics: a
+    two-objective study, multi-objective TPE with "tpe", NSGA-II with "nsga2", or random). `points_to_evaluate`: raw
+    points (a `WarmStart.points`) that are the first trials, in order."""
+    metrics, modes = objectives(space, metric, mode)
+    # one objective as a plain name: the single-objective form of Ray's OptunaSearch (a list is multi-objective)
+    metric, mode = (metrics[0], modes[0]) if len(metrics) == 1 else (metrics, modes)
     return PruneAwareOptunaSearch(
         space=SpaceSuggester(space, constants), metric=metric, mode=mode,
         points_to_evaluate=[dict(p) for p in points_to_evaluate or []] or None,
@@ -435,8 +409,6 @@ def check_seed_study(space: Space, journal: Path | str, study_name: str, space_n
         raise ValueError(f"warm-start study {study_name!r} has no trial with parameters")
     if same_dataset:
         ours, our_modes = objectives(space, metric, mode)
-        ours = ours if isinstance(ours, list) else [ours]
-        our_modes = our_modes if isinstance(our_modes, list) else [our_modes]
         theirs = _study_objectives(other, space)
         for m, md in zip(ours, our_modes):
             if m not in theirs:

@@ -33,14 +33,20 @@ TEST_NOTE = ("paper numbers are CIFAR-100 test errors at the paper's setting (wh
              "paper protocol); a search-protocol study optimises val_error")
 
 
-def _grid_paper(cells: list[dict], lookup, source: str, **kw) -> Paper:
-    """Paper record with one item per cell (`lookup(cell)` -> entry or None)."""
-    return Paper(source=source, setting=dict(P.AIKD_ABLATION_SETTING), cells={cell_key(c): lookup(c) for c in cells},
-                 **kw)
-
-
 def _best_value() -> dict:
     return P.error_entry(*P.AIKD_BEST, table="P-AIKD Tables 4-7")
+
+
+def _table_space(name: str, description: str, grid: Grid, lookup, *, source: str, best: dict,
+                 base: dict | None = None, best_value: dict | None = None, note: str = TEST_NOTE) -> Space:
+    """A paper-table space: `grid` alone, every cell run to its last epoch under the paper protocol, with one paper
+    entry per cell (`lookup(cell)` -> the published entry, or None where none is published). `base` defaults to
+    BASE, `best_value` to the paper's best AI-KD numbers."""
+    cells = grid.cells()
+    paper = Paper(source=source, setting=dict(P.AIKD_ABLATION_SETTING), cells={cell_key(c): lookup(c) for c in cells},
+                  best=best, best_value=_best_value() if best_value is None else best_value, note=note)
+    return Space(name=name, description=description, base=dict(BASE if base is None else base), params=(grid,),
+                 searcher="grid", scheduler=None, **PAPER_PROTOCOL, num_samples=len(cells), paper=paper)
 
 
 def aikd_ablation(searcher: str | None = None) -> Space:
@@ -73,54 +79,35 @@ def aikd_ablation(searcher: str | None = None) -> Space:
 def aikd_losses(searcher: str | None = None) -> Space:
     """Table 4: which loss terms matter (the method presets of SPEC 3)."""
     check_searcher("aikd_losses", searcher, ("grid",))
-    base = {k: v for k, v in BASE.items() if k != "method.name"}
-    grid = Grid("method.name", tuple(P.AIKD_TABLE4))
-    cells = grid.cells()
-    return Space(
-        name="aikd_losses",
-        description="AI-KD loss ablation (Table 4): aikd, aikd_no_adv, aikd_only_progressive, aikd_only_guide, "
-                    "baseline, each with the weights of SPEC 3.",
-        base=base,
-        params=(grid,),
-        searcher="grid",
-        scheduler=None,
-        **PAPER_PROTOCOL,
-        num_samples=len(cells),
-        paper=_grid_paper(cells, lambda c: P.error_entry(*P.AIKD_TABLE4[c["method.name"]], table="P-AIKD Table 4"),
-                          "P-AIKD Table 4", best={"method.name": "aikd"}, best_value=_best_value(), note=TEST_NOTE),
-    )
+    return _table_space(
+        "aikd_losses",
+        "AI-KD loss ablation (Table 4): aikd, aikd_no_adv, aikd_only_progressive, aikd_only_guide, baseline, each "
+        "with the weights of SPEC 3.",
+        Grid("method.name", tuple(P.AIKD_TABLE4)),
+        lambda c: P.error_entry(*P.AIKD_TABLE4[c["method.name"]], table="P-AIKD Table 4"),
+        source="P-AIKD Table 4", best={"method.name": "aikd"},
+        base={k: v for k, v in BASE.items() if k != "method.name"})
 
 
 def aikd_omega(searcher: str | None = None) -> Space:
     """Table 5: weight of the adversarial term (omega = 0 is the No Adv preset's loss)."""
     check_searcher("aikd_omega", searcher, ("grid",))
-    grid = Grid("method.omega", tuple(P.AIKD_TABLE5))
-    cells = grid.cells()
 
     def lookup(c):
         note = P.AIKD_TABLE5_NOTE if c["method.omega"] in (0.75, 1.0) else ""
         return P.error_entry(*P.AIKD_TABLE5[c["method.omega"]], table="P-AIKD Table 5", note=note)
 
-    return Space(
-        name="aikd_omega",
-        description="AI-KD omega grid (Table 5): {0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0}, other knobs at defaults.",
-        base=dict(BASE),
-        params=(grid,),
-        searcher="grid",
-        scheduler=None,
-        **PAPER_PROTOCOL,
-        num_samples=len(cells),
-        paper=_grid_paper(cells, lookup, "P-AIKD Table 5", best={"method.omega": 0.1}, best_value=_best_value(),
-                          note=TEST_NOTE + "; " + P.AIKD_TABLE5_NOTE),
-    )
+    return _table_space(
+        "aikd_omega",
+        "AI-KD omega grid (Table 5): {0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0}, other knobs at defaults.",
+        Grid("method.omega", tuple(P.AIKD_TABLE5)), lookup, source="P-AIKD Table 5",
+        best={"method.omega": 0.1}, note=TEST_NOTE + "; " + P.AIKD_TABLE5_NOTE)
 
 
 def aikd_alpha(searcher: str | None = None) -> Space:
     """Table 6: the six published (a_CE, a_G, a_P) rows at omega = 0.1 (a_CE is implied by the other two)."""
     check_searcher("aikd_alpha", searcher, ("grid",))
     rows = {(g, p): (ce, g, p) for ce, g, p in P.AIKD_TABLE6}
-    grid = Grid(("method.alpha_g", "method.alpha_p"), tuple(rows))
-    cells = grid.cells()
 
     def lookup(c):
         row = rows[(c["method.alpha_g"], c["method.alpha_p"])]
@@ -128,19 +115,12 @@ def aikd_alpha(searcher: str | None = None) -> Space:
         entry["alpha_ce"] = row[0]
         return entry
 
-    return Space(
-        name="aikd_alpha",
-        description="AI-KD balancing weights (Table 6): six (a_CE, a_G, a_P) rows, stored as method.alpha_g / "
-                    "method.alpha_p (a_CE = 1 - a_G - a_P), omega 0.1.",
-        base=dict(BASE),
-        params=(grid,),
-        searcher="grid",
-        scheduler=None,
-        **PAPER_PROTOCOL,
-        num_samples=len(cells),
-        paper=_grid_paper(cells, lookup, "P-AIKD Table 6", best={"method.alpha_g": 0.1, "method.alpha_p": 0.3},
-                          best_value=_best_value(), note=TEST_NOTE),
-    )
+    return _table_space(
+        "aikd_alpha",
+        "AI-KD balancing weights (Table 6): six (a_CE, a_G, a_P) rows, stored as method.alpha_g / method.alpha_p "
+        "(a_CE = 1 - a_G - a_P), omega 0.1.",
+        Grid(("method.alpha_g", "method.alpha_p"), tuple(rows)), lookup, source="P-AIKD Table 6",
+        best={"method.alpha_g": 0.1, "method.alpha_p": 0.3})
 
 
 def temperature_cells(full_grid: bool = False) -> list[tuple[int, int]]:
@@ -150,33 +130,26 @@ def temperature_cells(full_grid: bool = False) -> list[tuple[int, int]]:
     return [(g, 1) for g in range(1, 8)] + [(3, p) for p in range(2, 8)]
 
 
+# Fig. 7 prints its curves, not their values: only the optimum, which is the paper's best run, can be read off.
+FIGURE_NOTE = TEST_NOTE + "; other cells: figure only, values not legible (none published)"
+
+
+def _optimum_only(keys: tuple[str, ...], optimum: tuple):
+    """Lookup for a Fig. 7 grid: the paper's best numbers at `optimum` (the values of `keys`), None elsewhere."""
+    return lambda c: _best_value() if tuple(c[k] for k in keys) == optimum else None
+
+
 def aikd_temperature(searcher: str | None = None, full_grid: bool = False) -> Space:
     """Fig. 7(b): distillation temperatures. Only the optimum's value is legible in the paper."""
     check_searcher("aikd_temperature", searcher, ("grid",))
     full_grid = as_bool(full_grid)
-    grid = Grid(("method.tau_g", "method.tau_p"), tuple(temperature_cells(full_grid)))
-    cells = grid.cells()
-
-    def lookup(c):
-        return _best_value() if (c["method.tau_g"], c["method.tau_p"]) == (3, 1) else None
-
-    return Space(
-        name="aikd_temperature",
-        description=(
-            "AI-KD temperatures (Fig. 7b): tau_g in 1..7 at tau_p = 1 and tau_p in 1..7 at tau_g = 3 "
-            "(13 distinct cells); get_space('aikd_temperature', full_grid=True) (CLI: --set full_grid=true) "
-            "runs all 49 pairs."
-        ),
-        base=dict(BASE),
-        params=(grid,),
-        searcher="grid",
-        scheduler=None,
-        **PAPER_PROTOCOL,
-        num_samples=len(cells),
-        paper=_grid_paper(cells, lookup, "P-AIKD Fig. 7(b)", best={"method.tau_g": 3, "method.tau_p": 1},
-                          best_value=_best_value(),
-                          note=TEST_NOTE + "; other cells: figure only, values not legible (none published)"),
-    )
+    keys = ("method.tau_g", "method.tau_p")
+    return _table_space(
+        "aikd_temperature",
+        "AI-KD temperatures (Fig. 7b): tau_g in 1..7 at tau_p = 1 and tau_p in 1..7 at tau_g = 3 (13 distinct "
+        "cells); get_space('aikd_temperature', full_grid=True) (CLI: --set full_grid=true) runs all 49 pairs.",
+        Grid(keys, tuple(temperature_cells(full_grid))), _optimum_only(keys, (3, 1)),
+        source="P-AIKD Fig. 7(b)", best={"method.tau_g": 3, "method.tau_p": 1}, note=FIGURE_NOTE)
 
 
 CRITIC_FC1 = (16, 32, 64, 128, 256)
@@ -186,46 +159,28 @@ CRITIC_FC2 = (8, 16, 32, 64, 128)
 def aikd_critic(searcher: str | None = None) -> Space:
     """Fig. 7(a): critic widths. The paper's grid is not legible, so the grid is ours [D] (SPEC 11.3)."""
     check_searcher("aikd_critic", searcher, ("grid",))
-    grid = Grid(("critic.fc1", "critic.fc2"), tuple((a, b) for a in CRITIC_FC1 for b in CRITIC_FC2 if b < a))
-    cells = grid.cells()
-
-    def lookup(c):
-        return _best_value() if (c["critic.fc1"], c["critic.fc2"]) == (64, 32) else None
-
-    return Space(
-        name="aikd_critic",
-        description="AI-KD critic widths (Fig. 7a): fc1 in {16..256}, fc2 in {8..128}, fc2 < fc1 (15 cells).",
-        base=dict(BASE),
-        params=(grid,),
-        searcher="grid",
-        scheduler=None,
-        **PAPER_PROTOCOL,
-        num_samples=len(cells),
-        paper=_grid_paper(cells, lookup, "P-AIKD Fig. 7(a)", best={"critic.fc1": 64, "critic.fc2": 32},
-                          best_value=_best_value(),
-                          note=TEST_NOTE + "; other cells: figure only, values not legible (none published)"),
-    )
+    keys = ("critic.fc1", "critic.fc2")
+    return _table_space(
+        "aikd_critic",
+        "AI-KD critic widths (Fig. 7a): fc1 in {16..256}, fc2 in {8..128}, fc2 < fc1 (15 cells).",
+        Grid(keys, tuple((a, b) for a in CRITIC_FC1 for b in CRITIC_FC2 if b < a)), _optimum_only(keys, (64, 32)),
+        source="P-AIKD Fig. 7(a)", best={"critic.fc1": 64, "critic.fc2": 32}, note=FIGURE_NOTE)
 
 
 def aikd_augment(searcher: str | None = None) -> Space:
     """Table 7: extra augmentation on top of AI-KD (snapshot S_prev, since cache mode rejects mixing)."""
     check_searcher("aikd_augment", searcher, ("grid",))
-    grid = Grid("data.augment", tuple(P.AIKD_TABLE7))
-    cells = grid.cells()
-    return Space(
-        name="aikd_augment",
-        description="AI-KD + augmentation (Table 7): data.augment in {none, cutout, mixup, cutmix}, defaults of "
-                    "SPEC 8.5, prev_mode snapshot.",
-        base={**BASE, "method.prev_mode": "snapshot"},
-        params=(grid,),
-        searcher="grid",
-        scheduler=None,
-        **PAPER_PROTOCOL,
-        num_samples=len(cells),
-        paper=_grid_paper(cells, lambda c: P.error_entry(*P.AIKD_TABLE7[c["data.augment"]], table="P-AIKD Table 7"),
-                          "P-AIKD Table 7", best={"data.augment": "cutmix"},
-                          best_value=P.error_entry(*P.AIKD_TABLE7["cutmix"], table="P-AIKD Table 7"), note=TEST_NOTE),
-    )
+
+    def entry(augment):
+        return P.error_entry(*P.AIKD_TABLE7[augment], table="P-AIKD Table 7")
+
+    return _table_space(
+        "aikd_augment",
+        "AI-KD + augmentation (Table 7): data.augment in {none, cutout, mixup, cutmix}, defaults of SPEC 8.5, "
+        "prev_mode snapshot.",
+        Grid("data.augment", tuple(P.AIKD_TABLE7)), lambda c: entry(c["data.augment"]),
+        source="P-AIKD Table 7", best={"data.augment": "cutmix"}, best_value=entry("cutmix"),
+        base={**BASE, "method.prev_mode": "snapshot"})
 
 
 # BatchNorm's batching (critic.bn_mode) only matters with critic.norm = batchnorm (LayerNorm and no norm treat rows

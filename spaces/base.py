@@ -257,8 +257,23 @@ class Param:
         return self.map(raw, context)
 
 
+class _KeyParam(Param):
+    """A parameter that writes one config key, `key`, from one raw variable `raw_name`: the key itself, or where the
+    raw value is not the config value, the key with `RAW_SEP` and the class's `raw_suffix` (module docstring)."""
+
+    raw_suffix = ""
+
+    @property
+    def outputs(self):
+        return (self.key,)
+
+    @property
+    def raw_name(self) -> str:
+        return f"{self.key}{RAW_SEP}{self.raw_suffix}" if self.raw_suffix else self.key
+
+
 @dataclass(frozen=True)
-class Float(Param):
+class Float(_KeyParam):
     """Uniform or log-uniform float."""
 
     key: str
@@ -269,10 +284,6 @@ class Float(Param):
     def __post_init__(self):
         if not self.low < self.high or (self.log and self.low <= 0):
             raise ValueError(f"{self.key}: bad float range [{self.low}, {self.high}] (log={self.log})")
-
-    @property
-    def outputs(self):
-        return (self.key,)
 
     def distributions(self):
         return {self.key: FloatDistribution(float(self.low), float(self.high), log=self.log)}
@@ -288,7 +299,7 @@ class Float(Param):
 
 
 @dataclass(frozen=True)
-class Int(Param):
+class Int(_KeyParam):
     """Integer uniform on [low, high], both ends included."""
 
     key: str
@@ -298,10 +309,6 @@ class Int(Param):
     def __post_init__(self):
         if not self.low <= self.high:
             raise ValueError(f"{self.key}: bad int range [{self.low}, {self.high}]")
-
-    @property
-    def outputs(self):
-        return (self.key,)
 
     def distributions(self):
         return {self.key: IntDistribution(int(self.low), int(self.high))}
@@ -427,24 +434,17 @@ class Grid(Categorical):
 
 
 @dataclass(frozen=True)
-class ZeroInflatedLogUniform(Param):
+class ZeroInflatedLogUniform(_KeyParam):
     """omega ~ zlog(low, high, p_zero): raw `f"{key}__u"` uniform on [0, 1], mapped by `zlog_value`."""
 
     key: str
     low: float
     high: float
     p_zero: float
+    raw_suffix = "u"
 
     def __post_init__(self):
         zlog_value(0.5, self.low, self.high, self.p_zero)  # validates the arguments
-
-    @property
-    def outputs(self):
-        return (self.key,)
-
-    @property
-    def raw_name(self) -> str:
-        return f"{self.key}{RAW_SEP}u"
 
     def distributions(self):
         return {self.raw_name: FloatDistribution(0.0, 1.0)}
@@ -542,25 +542,18 @@ class Simplex(Param):
 
 
 @dataclass(frozen=True)
-class Ratio(Param):
+class Ratio(_KeyParam):
     """Width derived from another width: value = context[of] // r, r categorical (raw `f"{key}__r"`)."""
 
     key: str = "critic.fc2"
     of: str = "critic.fc1"
     ratios: tuple[int, ...] = (2, 4, 8)
+    raw_suffix = "r"
 
     def __post_init__(self):
         object.__setattr__(self, "ratios", tuple(int(r) for r in self.ratios))
         if not self.ratios or min(self.ratios) < 2:
             raise ValueError(f"{self.key}: ratios must be >= 2 so that {self.key} < {self.of}")
-
-    @property
-    def outputs(self):
-        return (self.key,)
-
-    @property
-    def raw_name(self) -> str:
-        return f"{self.key}{RAW_SEP}r"
 
     def distributions(self):
         return {self.raw_name: CategoricalDistribution(self.ratios)}

@@ -22,10 +22,22 @@ def stage_outputs(x: Tensor, stages) -> list[Tensor]:
     return features
 
 
-def classify(fc: nn.Module, pooled: Tensor, return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-    """The logits of a pooled feature vector, and the vector itself when asked (Recall@1 reads it)."""
+def classify(fc: nn.Module, last: Tensor, return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """Every backbone's head after its own final norm / activation: the logits of `last` globally pooled, and the
+    pooled vector itself when asked (Recall@1 reads it)."""
+    pooled = global_average_pool(last)
     logits = fc(pooled)
     return (logits, pooled) if return_pooled else logits
+
+
+def pick_stem(model: str, stem: str, **variants):
+    """What the keyword `stem` names among `variants` (a model's class per stem); a ValueError listing the stems
+    there are otherwise, worded alike for every model that has several."""
+    for name, variant in variants.items():
+        if stem == name:
+            return variant
+    expected = " or ".join(repr(name) for name in variants)
+    raise ValueError(f"{model}: unknown stem {stem!r}; expected {expected}")
 
 
 class Backbone(nn.Module):

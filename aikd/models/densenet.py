@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.models.densenet import DenseNet as TorchvisionDenseNet
 
-from .base import Backbone, classify, global_average_pool
+from .base import Backbone, classify, pick_stem
 from .registry import register_model
 
 GROWTH_RATE = 32
@@ -84,8 +84,7 @@ class DenseNet121Cifar(Backbone):
         return [f1, f2, f3, f4]
 
     def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        pooled = global_average_pool(F.relu(self.bn(features[-1])))
-        return classify(self.linear, pooled, return_pooled)
+        return classify(self.linear, F.relu(self.bn(features[-1])), return_pooled)
 
 
 class DenseNet121ImageNetStem(Backbone, TorchvisionDenseNet):
@@ -121,15 +120,10 @@ class DenseNet121ImageNetStem(Backbone, TorchvisionDenseNet):
         return features
 
     def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        pooled = global_average_pool(F.relu(self.features.norm5(features[-1])))
-        return classify(self.classifier, pooled, return_pooled)
+        return classify(self.classifier, F.relu(self.features.norm5(features[-1])), return_pooled)
 
 
 @register_model
 def densenet121(num_classes: int, stem: str = "imagenet") -> Backbone:
     """DenseNet-121; `stem="imagenet"` is torchvision's (SPEC 7.4), `stem="cifar"` the CS-KD CIFAR one (7.2)."""
-    if stem == "imagenet":
-        return DenseNet121ImageNetStem(num_classes)
-    if stem == "cifar":
-        return DenseNet121Cifar(num_classes)
-    raise ValueError(f"densenet121: unknown stem {stem!r}; expected 'imagenet' or 'cifar'")
+    return pick_stem("densenet121", stem, imagenet=DenseNet121ImageNetStem, cifar=DenseNet121Cifar)(num_classes)

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Backbone, classify, global_average_pool, stage_outputs
+from .base import Backbone, classify, stage_outputs
 from .registry import register_model
 
 
@@ -65,8 +65,7 @@ class PreActResNet18(Backbone):
         return stage_outputs(out, (self.layer1, self.layer2, self.layer3, self.layer4))
 
     def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        pooled = global_average_pool(features[-1])
-        return classify(self.linear, pooled, return_pooled)
+        return classify(self.linear, features[-1], return_pooled)
 
 
 @register_model

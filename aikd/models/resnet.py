@@ -12,7 +12,7 @@ from torch import Tensor
 from torchvision.models.resnet import BasicBlock as TorchvisionBasicBlock
 from torchvision.models.resnet import ResNet as TorchvisionResNet
 
-from .base import Backbone, classify, global_average_pool, stage_outputs
+from .base import Backbone, classify, pick_stem, stage_outputs
 from .registry import register_model
 
 RESNET18_STAGE_CHANNELS = [64, 128, 256, 512]
@@ -34,8 +34,7 @@ class ResNet18ImageNetStem(Backbone, TorchvisionResNet):
         return stage_outputs(out, (self.layer1, self.layer2, self.layer3, self.layer4))
 
     def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        pooled = global_average_pool(features[-1])
-        return classify(self.fc, pooled, return_pooled)
+        return classify(self.fc, features[-1], return_pooled)
 
 
 class ReluInputBasicBlock(nn.Module):
@@ -90,18 +89,13 @@ class ResNet18CifarStem(Backbone):
         return stage_outputs(out, (self.layer1, self.layer2, self.layer3, self.layer4))
 
     def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        pooled = global_average_pool(F.relu(features[-1]))
-        return classify(self.fc, pooled, return_pooled)
+        return classify(self.fc, F.relu(features[-1]), return_pooled)
 
 
 @register_model
 def resnet18(num_classes: int, stem: str = "imagenet") -> Backbone:
     """ResNet-18; `stem="imagenet"` is torchvision's (SPEC 7.3), `stem="cifar"` FRSKD's CIFAR network (SPEC 7.5)."""
-    if stem == "imagenet":
-        return ResNet18ImageNetStem(num_classes)
-    if stem == "cifar":
-        return ResNet18CifarStem(num_classes)
-    raise ValueError(f"resnet18: unknown stem {stem!r}; expected 'imagenet' or 'cifar'")
+    return pick_stem("resnet18", stem, imagenet=ResNet18ImageNetStem, cifar=ResNet18CifarStem)(num_classes)
 
 
 @register_model

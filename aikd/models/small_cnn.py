@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn as nn
 from torch import Tensor
 
-from .base import Backbone, classify, global_average_pool, stage_outputs
+from .base import Backbone, classify, stage_outputs
 from .registry import register_model
 
 
@@ -34,8 +34,7 @@ class SmallCNN(Backbone):
         return stage_outputs(x, self.stages)
 
     def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        pooled = global_average_pool(features[-1])
-        return classify(self.fc, pooled, return_pooled)
+        return classify(self.fc, features[-1], return_pooled)
 
 
 @register_model

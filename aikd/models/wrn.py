@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Backbone, classify, global_average_pool
+from .base import Backbone, classify
 from .registry import register_model
 
 
@@ -85,8 +85,7 @@ class WideResNetFRSKD(Backbone):
         return [f1, f2, f3]
 
     def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        pooled = global_average_pool(F.relu(features[-1]))
-        return classify(self.fc, pooled, return_pooled)
+        return classify(self.fc, F.relu(features[-1]), return_pooled)
 
 
 @register_model

@@ -9,9 +9,9 @@ import struct
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
+from search.store import free_port, start_server, stop_server
 from tests.search.conftest import ROOT
 from trainables.protocol import read_results
 
@@ -31,6 +31,18 @@ def start_cli(args, cwd, log_path, env=None) -> subprocess.Popen:
     log = open(log_path, "w")
     return subprocess.Popen([sys.executable, RUN, *args], stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
                             env=cli_env(env), start_new_session=True)
+
+
+def stop_cli(p: subprocess.Popen | list[subprocess.Popen], procs: dict[int, int] | None = None) -> None:
+    """A test's teardown after `start_cli`: SIGKILL the CLI's process group where it still runs (and reap it), then
+    each recorded process (`descendants`: PID -> start time) that outlived it, since Ray's workers run in process
+    groups of their own. `p` may be a list of CLIs."""
+    for cli in p if isinstance(p, list) else [p]:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+            cli.wait(timeout=30)
+    if procs:
+        kill_recorded(procs)
 
 
 # ---- processes ----------------------------------------------------------------------------------------------
@@ -132,23 +144,9 @@ def is_loopback(addr: str) -> bool:
 
 # ---- MLflow server --------------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 class MlflowServer:
-    """`mlflow server --workers 1` on 127.0.0.1, SQLite backend, in its own process group; stop/start keep the port
-    and the database (an outage and a return)."""
+    """`mlflow server --workers 1` on 127.0.0.1 (search.store.start_server), SQLite backend, in its own process
+    group; stop/start keep the port and the database (an outage and a return)."""
 
     def __init__(self, d: Path, port: int | None = None):
         self.dir, self.port = Path(d), port or free_port()
@@ -157,40 +155,16 @@ class MlflowServer:
         self.starts = 0
 
     def start(self, timeout_s: float = 180) -> None:
-        cli = Path(sys.executable).with_name("mlflow")
-        cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "mlflow"]
         self.starts += 1
-        log = open(self.dir / f"server-{self.starts}.log", "w")
-        self.proc = subprocess.Popen(
-            [*cmd, "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.dir}/mlflow.db", "--serve-artifacts",
-             "--artifacts-destination", str(self.dir / "artifacts")],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True,
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})  # no GenAI job workers
-        end = time.time() + timeout_s
-        while not healthy(self.url):
-            if self.proc.poll() is not None or time.time() > end:
-                raise RuntimeError(f"mlflow server did not start (exit {self.proc.poll()}): "
-                                   + (self.dir / f"server-{self.starts}.log").read_text()[-2000:])
-            time.sleep(0.3)
+        self.proc = start_server(f"sqlite:///{self.dir}/mlflow.db", self.port, self.dir,
+                                 log_name=f"server-{self.starts}.log", artifacts=self.dir / "artifacts",
+                                 timeout_s=timeout_s)
 
     def stop(self, sig=signal.SIGKILL) -> None:
         """Kill the server's whole process group (gunicorn/uvicorn workers included)."""
         if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # a worker that outlived its leader
-        except ProcessLookupError:
-            pass
+        stop_server(self.proc, sig)
         self.proc = None
 
 

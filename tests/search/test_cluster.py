@@ -10,7 +10,6 @@ On this single machine every node shares the disk, the teacher store and the MLf
 """
 
 import os
-import signal
 import time
 
 import pytest
@@ -18,8 +17,9 @@ from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
 from search.cluster import PROBE_HIDE_ENV
+from search.store import free_port
 from tests.search.conftest import run_cli
-from tests.search.faults import RUN, descendants, free_port, kill_recorded, results, start_cli, trial_dirs, wait_for
+from tests.search.faults import RUN, descendants, kill_recorded, results, start_cli, stop_cli, trial_dirs, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -149,9 +149,7 @@ def test_worker_node_removed_mid_study(cluster, tmp_path, teacher_root):
         cluster.remove_node(worker)
         assert p.wait(timeout=500) == 0, (tmp_path / "run.log").read_text()[-4000:]
     finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(timeout=30)
+        stop_cli(p)
     log = (tmp_path / "run.log").read_text()
     assert "trials: 2 done, 0 pruned, 0 failed" in log
     tid = victim.data.tags["ray.trial_id"]

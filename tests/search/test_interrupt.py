@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from search.searchers import RAY_TRIAL_ATTR, load_study
 from tests.search.conftest import run_cli
-from tests.search.faults import RUN, descendants, kill_recorded, results, start_cli, trial_dirs, wait_for
+from tests.search.faults import RUN, descendants, results, start_cli, stop_cli, trial_dirs, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -50,10 +50,7 @@ def test_signal_stops_the_study_and_resume_finishes_it(tmp_path, teacher_root, s
         os.kill(p.pid, sig)
         assert p.wait(timeout=300) == code, (tmp_path / "first.log").read_text()[-4000:]
     finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(timeout=30)
-        kill_recorded(procs)
+        stop_cli(p, procs)
     log = (tmp_path / "first.log").read_text()
     said = re.search(r"interrupted after (\d+) of (\d+) trials", log)
     assert said and int(said.group(2)) == SAMPLES, log[-3000:]
@@ -107,10 +104,7 @@ def test_two_studies_started_together_on_a_new_store_both_complete(tmp_path, tea
                 except Exception:
                     pass
     finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-        kill_recorded(recorded)
+        stop_cli(procs, recorded)
     logs = [(tmp_path / f"run{i}.log").read_text() for i in range(2)]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-3000:] for log in logs)
     assert not any("Traceback" in log for log in logs)

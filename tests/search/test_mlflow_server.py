@@ -7,18 +7,12 @@ the trainable reports `failure`), and both children must end FAILED with an `err
 """
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from search.store import free_port, start_server, stop_server
 from tests.search.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow
@@ -27,63 +21,19 @@ SAMPLES = 4
 HEALTH_TIMEOUT_S = 180  # ~14 s on an idle machine; much longer when other test sessions load the CPUs
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group (gunicorn/uvicorn workers included), SIGKILL if it lingers."""
-    for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait_s)
-            # the leader is gone; make sure no worker of its group survives it
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     d = tmp_path_factory.mktemp("mlflow_server")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(d / "server.log", "w")
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    cmd = [str(mlflow_cli)] if mlflow_cli.exists() else [sys.executable, "-m", "mlflow"]
-    proc = subprocess.Popen([*cmd, "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", f"sqlite:///{d}/db.sqlite", "--serve-artifacts",
-                             "--artifacts-destination", str(d / "artifacts"), "--workers", "1"],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=d, start_new_session=True,
-                            # MLflow 3 also starts ~7 huey job consumers (GenAI jobs) by default: not needed here,
-                            # and on a small machine they make startup take ~50 s instead of ~14 s
-                            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    port = free_port()
     try:
-        end = time.time() + HEALTH_TIMEOUT_S
-        while not _healthy(url):
-            if proc.poll() is not None or time.time() > end:
-                pytest.fail(f"mlflow server did not answer /health (exit {proc.poll()}):\n"
-                            + (d / "server.log").read_text()[-3000:])
-            time.sleep(0.5)
-        yield {"url": url, "dir": d, "pid": proc.pid}
+        proc = start_server(f"sqlite:///{d}/db.sqlite", port, d, artifacts=d / "artifacts",
+                            timeout_s=HEALTH_TIMEOUT_S)
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    try:
+        yield {"url": f"http://127.0.0.1:{port}", "dir": d, "pid": proc.pid}
     finally:
-        _stop(proc)
-        log.close()
+        stop_server(proc)
 
 
 def _study(server, tmp_path_factory, teacher_root, name, *extra):

@@ -406,9 +406,9 @@ def test_pruned_is_decided_from_training_iteration_without_epoch(tmp_path):
 
 def test_objectives_defaults_and_bad_values():
     space = get_space("aikd_ablation")
-    assert objectives(space) == ("val_error", "min")
-    assert objectives(space, "val_nll") == ("val_nll", "min")
-    assert objectives(space, ["val_error"], ["min"]) == ("val_error", "min")
+    assert objectives(space) == (["val_error"], ["min"])
+    assert objectives(space, "val_nll") == (["val_nll"], ["min"])
+    assert objectives(space, ["val_error"], ["min"]) == (["val_error"], ["min"])
     assert objectives(space, "val_error,val_ece") == (["val_error", "val_ece"], ["min", "min"])
     assert objectives(space, "val_error, val_ece", "min,max") == (["val_error", "val_ece"], ["min", "max"])
     for metric, mode, said in [("a,b,c", None, "at most 2"), ("val_error,val_ece", "min", "one mode per metric"),
