@@ -320,7 +320,7 @@ def build_plan(args) -> Plan:
     if protocol == "paper" and resolved.data.val_fraction != 0:
         raise UsageError(f"data.val_fraction={resolved.data.val_fraction:g} contradicts --protocol paper (the whole "
                          "training set, data.val_fraction=0); drop it, or use --protocol search")
-    from trainables.protocol import objectives
+    from search.objectives import objectives
     try:
         metrics, modes = objectives(space, args.metric, args.mode)
     except ValueError as e:

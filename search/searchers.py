@@ -22,9 +22,10 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from aikd.config import TrainConfig
+from search.objectives import objectives
 from spaces import Space
 from spaces.base import InexpressibleError, same_value
-from trainables.protocol import FAILURE_KEY, objectives
+from trainables.protocol import FAILURE_KEY
 
 RAY_TRIAL_ATTR = "ray_trial_id"
 WARM_START_ATTR = "warm_start_from"  # user attribute of a trial copied from another study: "STUDY#NUMBER"
@@ -249,7 +250,7 @@ def make_sampler(searcher: str, seed: int):
 def make_optuna_search(space: Space, searcher: str, seed: int, study_name: str, journal: Path, max_epochs: int,
                        constants: dict | None = None, num_samples: int | None = None, metric=None, mode=None,
                        points_to_evaluate: list[dict] | None = None) -> PruneAwareOptunaSearch:
-    """The study's searcher on its journal. `metric`/`mode`: see `trainables.protocol.objectives` (two metrics: a
+    """The study's searcher on its journal. `metric`/`mode`: see `search.objectives.objectives` (two metrics: a
     two-objective study, multi-objective TPE with "tpe", NSGA-II with "nsga2", or random). `points_to_evaluate`: raw
     points (a `WarmStart.points`) that are the first trials, in order."""
     metrics, modes = objectives(space, metric, mode)

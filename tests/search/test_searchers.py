@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
+from search.objectives import objectives
 from search.searchers import (
     RAY_TRIAL_ATTR,
     WARM_START_ATTR,
@@ -32,7 +33,6 @@ from search.searchers import (
     load_study,
     make_optuna_search,
     method_defaults,
-    objectives,
     seed_from_study,
     user_facing_study,
     warm_start_points,
