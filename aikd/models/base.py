@@ -31,8 +31,8 @@ def classify(fc: nn.Module, last: Tensor, return_pooled: bool = False) -> Tensor
 
 
 def pick_stem(model: str, stem: str, **variants):
-    """What the keyword `stem` names among `variants` (a model's class per stem); a ValueError listing the stems
-    there are otherwise, worded alike for every model that has several."""
+    """What the keyword `stem` names among `variants` (a model's class, or a function of num_classes, per stem); a
+    ValueError listing the stems there are otherwise, worded alike for every model that has several."""
     for name, variant in variants.items():
         if stem == name:
             return variant

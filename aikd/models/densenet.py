@@ -8,13 +8,13 @@ The head is the final BN -> ReLU -> global pool -> linear.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.models.densenet import DenseNet as TorchvisionDenseNet
 
 from .base import Backbone, classify, pick_stem
 from .registry import register_model
@@ -87,43 +87,54 @@ class DenseNet121Cifar(Backbone):
         return classify(self.linear, F.relu(self.bn(features[-1])), return_pooled)
 
 
-class DenseNet121ImageNetStem(Backbone, TorchvisionDenseNet):
-    """torchvision's `densenet121` (structure, parameter names, init) with the Backbone interface.
+@functools.cache
+def imagenet_stem_class() -> type:
+    """`DenseNet121ImageNetStem`, made on first use: it subclasses torchvision's DenseNet, and importing torchvision
+    loads torch._dynamo, a cost every `import aikd` (the search driver's too) would otherwise pay for a model that
+    only the fine-grained sets use."""
+    from torchvision.models.densenet import DenseNet as TorchvisionDenseNet
 
-    One change: the transitions' 2x2 average pools use `ceil_mode=True`, so a 1x1 map stays 1x1 instead of
-    vanishing; outputs are identical whenever the map entering a transition has even size (e.g. 56/28/14 at
-    224x224), and 8x8 inputs can run (SPEC 12 item 34).
-    """
+    class DenseNet121ImageNetStem(Backbone, TorchvisionDenseNet):
+        """torchvision's `densenet121` (structure, parameter names, init) with the Backbone interface.
 
-    def __init__(self, num_classes: int):
-        super().__init__(growth_rate=GROWTH_RATE, block_config=BLOCK_LAYERS, num_init_features=64, bn_size=4,
-                         num_classes=num_classes)
-        for index in range(1, len(BLOCK_LAYERS)):
-            getattr(self.features, f"transition{index}").pool = nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True)
-        self.stage_channels = []
-        channels = 64
-        for index, num_layers in enumerate(BLOCK_LAYERS):
-            channels += num_layers * GROWTH_RATE
-            self.stage_channels.append(channels)
-            if index < len(BLOCK_LAYERS) - 1:
-                channels //= 2
+        One change: the transitions' 2x2 average pools use `ceil_mode=True`, so a 1x1 map stays 1x1 instead of
+        vanishing; outputs are identical whenever the map entering a transition has even size (e.g. 56/28/14 at
+        224x224), and 8x8 inputs can run (SPEC 12 item 34).
+        """
 
-    def forward_features(self, x: Tensor) -> list[Tensor]:
-        features = []
-        out = x
-        for name, module in self.features.named_children():
-            if name == "norm5":
-                break
-            out = module(out)
-            if name.startswith("denseblock"):
-                features.append(out)
-        return features
+        def __init__(self, num_classes: int):
+            super().__init__(growth_rate=GROWTH_RATE, block_config=BLOCK_LAYERS, num_init_features=64, bn_size=4,
+                             num_classes=num_classes)
+            for index in range(1, len(BLOCK_LAYERS)):
+                transition = getattr(self.features, f"transition{index}")
+                transition.pool = nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True)
+            self.stage_channels = []
+            channels = 64
+            for index, num_layers in enumerate(BLOCK_LAYERS):
+                channels += num_layers * GROWTH_RATE
+                self.stage_channels.append(channels)
+                if index < len(BLOCK_LAYERS) - 1:
+                    channels //= 2
 
-    def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        return classify(self.classifier, F.relu(self.features.norm5(features[-1])), return_pooled)
+        def forward_features(self, x: Tensor) -> list[Tensor]:
+            features = []
+            out = x
+            for name, module in self.features.named_children():
+                if name == "norm5":
+                    break
+                out = module(out)
+                if name.startswith("denseblock"):
+                    features.append(out)
+            return features
+
+        def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+            return classify(self.classifier, F.relu(self.features.norm5(features[-1])), return_pooled)
+
+    return DenseNet121ImageNetStem
 
 
 @register_model
 def densenet121(num_classes: int, stem: str = "imagenet") -> Backbone:
     """DenseNet-121; `stem="imagenet"` is torchvision's (SPEC 7.4), `stem="cifar"` the CS-KD CIFAR one (7.2)."""
-    return pick_stem("densenet121", stem, imagenet=DenseNet121ImageNetStem, cifar=DenseNet121Cifar)(num_classes)
+    return pick_stem("densenet121", stem, imagenet=lambda n: imagenet_stem_class()(n),
+                      cifar=DenseNet121Cifar)(num_classes)

@@ -6,11 +6,11 @@ block's last ReLU sits (the CIFAR one follows the FRSKD code, which applies it a
 
 from __future__ import annotations
 
+import functools
+
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.models.resnet import BasicBlock as TorchvisionBasicBlock
-from torchvision.models.resnet import ResNet as TorchvisionResNet
 
 from .base import Backbone, classify, pick_stem, stage_outputs
 from .registry import register_model
@@ -18,23 +18,34 @@ from .registry import register_model
 RESNET18_STAGE_CHANNELS = [64, 128, 256, 512]
 
 
-class ResNet18ImageNetStem(Backbone, TorchvisionResNet):
-    """Exactly torchvision's `resnet18` (structure, parameter names and Kaiming init) with the Backbone interface.
+@functools.cache
+def imagenet_stem_class() -> type:
+    """`ResNet18ImageNetStem`, made on first use: it subclasses torchvision's ResNet, and importing torchvision
+    loads torch._dynamo, a cost every `import aikd` (the search driver's too) would otherwise pay for a model that
+    only the fine-grained sets use."""
+    from torchvision.models.resnet import BasicBlock as TorchvisionBasicBlock
+    from torchvision.models.resnet import ResNet as TorchvisionResNet
 
-    Stem Conv7x7/2 -> BN -> ReLU -> MaxPool3x3/2 (224 -> 56 before the first stage). `forward_features` returns the
-    four stages' outputs (post-ReLU, as torchvision's blocks end in ReLU); the head is pool -> fc.
-    """
+    class ResNet18ImageNetStem(Backbone, TorchvisionResNet):
+        """Exactly torchvision's `resnet18` (structure, parameter names and Kaiming init) with the Backbone
+        interface.
 
-    def __init__(self, num_classes: int):
-        super().__init__(TorchvisionBasicBlock, [2, 2, 2, 2], num_classes=num_classes)
-        self.stage_channels = list(RESNET18_STAGE_CHANNELS)
+        Stem Conv7x7/2 -> BN -> ReLU -> MaxPool3x3/2 (224 -> 56 before the first stage). `forward_features` returns
+        the four stages' outputs (post-ReLU, as torchvision's blocks end in ReLU); the head is pool -> fc.
+        """
 
-    def forward_features(self, x: Tensor) -> list[Tensor]:
-        out = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return stage_outputs(out, (self.layer1, self.layer2, self.layer3, self.layer4))
+        def __init__(self, num_classes: int):
+            super().__init__(TorchvisionBasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+            self.stage_channels = list(RESNET18_STAGE_CHANNELS)
 
-    def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        return classify(self.fc, features[-1], return_pooled)
+        def forward_features(self, x: Tensor) -> list[Tensor]:
+            out = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            return stage_outputs(out, (self.layer1, self.layer2, self.layer3, self.layer4))
+
+        def forward_head(self, features: list[Tensor], return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+            return classify(self.fc, features[-1], return_pooled)
+
+    return ResNet18ImageNetStem
 
 
 class ReluInputBasicBlock(nn.Module):
@@ -95,7 +106,8 @@ class ResNet18CifarStem(Backbone):
 @register_model
 def resnet18(num_classes: int, stem: str = "imagenet") -> Backbone:
     """ResNet-18; `stem="imagenet"` is torchvision's (SPEC 7.3), `stem="cifar"` FRSKD's CIFAR network (SPEC 7.5)."""
-    return pick_stem("resnet18", stem, imagenet=ResNet18ImageNetStem, cifar=ResNet18CifarStem)(num_classes)
+    return pick_stem("resnet18", stem, imagenet=lambda n: imagenet_stem_class()(n),
+                      cifar=ResNet18CifarStem)(num_classes)
 
 
 @register_model
