@@ -22,7 +22,7 @@ import torch
 from aikd import metrics as M
 from aikd.config import ConfigError, TrainConfig, all_keys, needs_teacher
 from aikd.data import build_data
-from aikd.methods import create_method
+from aikd.methods import create_method, method_class
 from aikd.models import build_model
 from aikd.teachers import load_teacher, save_teacher, teacher_lock, teacher_path
 
@@ -172,8 +172,7 @@ class Trainer:
                                  "teacher=get_or_train_teacher(cfg)")
             teacher = teacher.to(device)
         seed_everything(cfg.seed)
-        from aikd.methods.base import _METHODS
-        pair = getattr(_METHODS.get(cfg.method.name), "pair_batches", False)
+        pair = getattr(method_class(cfg.method.name), "pair_batches", False)
         self.data = build_data(cfg, device, pair_sampler=pair)
         self.model = build_model(cfg, self.data.num_classes).to(device)
         self.method = create_method(cfg, self.model, self.data, device, teacher=teacher)

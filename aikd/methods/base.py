@@ -16,11 +16,15 @@ def register_method(*names: str):
     return deco
 
 
-def create_method(cfg, model, data, device, teacher=None) -> Method:
-    name = cfg.method.name
+def method_class(name: str) -> type:
+    """The class registered as `name` (what it needs of the data, e.g. `pair_batches`, is known before any)."""
     if name not in _METHODS:
         raise ValueError(f"unknown method {name!r}; registered: {', '.join(sorted(_METHODS))}")
-    return _METHODS[name](cfg, model, data.num_classes, data, device, teacher=teacher)
+    return _METHODS[name]
+
+
+def create_method(cfg, model, data, device, teacher=None) -> Method:
+    return method_class(cfg.method.name)(cfg, model, data.num_classes, data, device, teacher=teacher)
 
 
 def list_methods() -> list[str]:
