@@ -57,17 +57,17 @@ def pretrain_teacher(argv: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def run_study(argv: list[str], cwd: Path) -> tuple[float, float]:
-    """(wall seconds, epoch time at start) of one `search/run.py` process."""
+def run_study(argv: list[str], cwd: Path) -> float:
+    """Wall seconds of one `search/run.py` process."""
     cmd = [sys.executable, str(ROOT / "search" / "run.py"), *argv]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    start, t0 = time.time(), time.perf_counter()
+    t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
         raise SystemExit(f"search/run.py failed with exit code {proc.returncode}")
-    return wall, start
+    return wall
 
 
 def reports(study_dir: Path, epochs: int) -> tuple[list[dict], list[dict]]:
@@ -146,7 +146,7 @@ def main(argv=None) -> None:
             for name, searcher, scheduler in (("random", "random", "none"), ("asha", "tpe", "asha")):
                 load = wait_for_quiet(args.max_load, tries=3)
                 argv = cli_args(args, searcher, scheduler, tmp, f"{name}_s{seed}", teachers, seed)
-                wall[name], _ = run_study(argv, tmp)
+                wall[name] = run_study(argv, tmp)
                 print(f"seed {seed} {name} study: {wall[name]:.1f}s wall (load at start {load:.2f})", flush=True)
             figures.append(analyse(tmp, args, wall, seed))
         print("\n| searcher seed | random: best val_error | random: epochs | TPE+ASHA: best val_error | "

@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-from _common import arg_parser, header, load1, median, scratch_folder, wait_for_quiet
+from _common import CLEAN_DIGITS, arg_parser, header, load1, median, scratch_folder, wait_for_quiet
 
 from aikd.config import TrainConfig
 from aikd.train import Trainer
@@ -55,8 +55,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     header("checkpoint_cost")
-    # digits' clean protocol (the default holds out 70 %), the epoch length of the earlier figures
-    cfg = TrainConfig.from_dict({"data.dataset": "digits", "data.val_fraction": 0.1, "data.label_noise": 0,
+    cfg = TrainConfig.from_dict({"data.dataset": "digits", **CLEAN_DIGITS,
                                  "model.name": args.model, "method.name": "baseline",
                                  "epochs": 2 * args.rounds + 1}).resolved()
     trainer = Trainer(cfg)

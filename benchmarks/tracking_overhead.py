@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import clean_digits_flags
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,9 +34,7 @@ def run_study(args, work: Path, name: str, tracking: bool, samples: int, epochs:
     cmd = [sys.executable, str(ROOT / "search/run.py"), "--space", args.space, "--dataset", "digits", "--model",
            "small_cnn", "--num-samples", str(samples), "--max-epochs", str(epochs), "--scheduler", "none",
            "--seed", str(args.seed), "--storage", str(work / "studies"), "--name", name,
-           "--set", f"teacher.root={work / 'teachers'}",
-           # digits' clean protocol, the trial length of the earlier figures (the default flips labels)
-           "--set", "data.val_fraction=0.1", "--set", "data.label_noise=0"]
+           "--set", f"teacher.root={work / 'teachers'}", *clean_digits_flags()]
     cmd += ["--mlflow-uri", args.mlflow_uri or f"sqlite:///{work}/mlflow.db"] if tracking else ["--no-tracking"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     t0 = time.perf_counter()

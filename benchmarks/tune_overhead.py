@@ -45,13 +45,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from _common import arg_parser, cifar_like, header, median, scratch_folder, wait_for_quiet  # noqa: E402
+from _common import arg_parser, cifar_like, clean_digits_flags, header, median, scratch_folder, wait_for_quiet  # noqa: E402
 
 PY = sys.executable
-# digits' clean protocol (a 10 % validation split, no label noise), the trial length the earlier figures measured
-CLEAN_DIGITS = ["--set", "data.val_fraction=0.1", "--set", "data.label_noise=0"]
 CLI_ARGS = ["--space", "cskd", "--searcher", "tpe", "--scheduler", "none", "--dataset", "digits",
-            "--model", "resnet18", "--set", "method.name=baseline", *CLEAN_DIGITS]
+            "--model", "resnet18", "--set", "method.name=baseline", *clean_digits_flags()]
 
 RAY_MICRO = r"""
 import json, os, sys, tempfile, time
