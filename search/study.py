@@ -238,7 +238,7 @@ def run_study(args, plan: Plan, out=print) -> int:
         from search.client import RELAY_PREFIX, DriverRelay, RelayListener, TuneEnvironment, is_client
         from search.cluster import trial_slots
         from search.progress import ProgressCallback
-        from search.tracking import StudyTracking, TrackingCallback, drain_writer, writer_for
+        from search.tracking import TrackingCallback, drain_writer, writer_for
         from trainables.teachers import pretrain_teachers
         if plan.gpus_auto:  # one trial's configuration (the study's first: its model and batch) on this GPU
             plan.gpus, notice = auto_gpus_per_trial(plan.resolved_configs[0])
@@ -252,7 +252,7 @@ def run_study(args, plan: Plan, out=print) -> int:
             out("downloading the dataset once on the driver ...")
             check_dataset(TrainConfig.from_dict({**plan.base, "data.download": True}).resolved(), download=True)
         if plan.tracking_uri:
-            tracking = opened if isinstance(opened, StudyTracking) else open_tracking(plan, args)
+            tracking = opened if opened is not None else open_tracking(plan, args)
             tracking.start_parent(study_params(plan, args), {"space": plan.space.name, "study_dir": plan.study_dir})
             writer_for(tracking)  # this tracker writes the trials' runs, also through Tune's restored callbacks
             out(f"MLflow: parent run {tracking.parent_run_id} in experiment {args.experiment!r} at "
