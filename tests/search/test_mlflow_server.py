@@ -17,7 +17,7 @@ from tests.search.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow
 EPOCHS = 3
-SAMPLES = 4
+SAMPLES = 8  # enough that ASHA (grace 1, reduction factor 2) stops some: 4 on the noisy digits default once did not
 HEALTH_TIMEOUT_S = 180  # ~14 s on an idle machine; much longer when other test sessions load the CPUs
 
 
