@@ -120,6 +120,9 @@ def connect(args):
                 from None
     else:
         keep_ray_on_loopback()
+        # A new local Ray boots one idle task worker per CPU for its first driver. A study's trials are actors in
+        # placement groups, which start workers of their own, so those would only take CPU while the study starts.
+        os.environ.setdefault("RAY_prestart_worker_first_driver", "0")  # read by the raylet
         ray.init(address="local", num_cpus=args.num_cpus, num_gpus=args.num_gpus, include_dashboard=False,
                  runtime_env=env, log_to_driver=False, _node_ip_address="127.0.0.1")
     return ray
@@ -145,7 +148,8 @@ def client_env_vars() -> dict:
     """With ray:// the Tuner runs in an actor on the head (ray/tune/tuner.py), which sees the job's runtime_env, not
     this process's environment: the variables this driver sets for Tune and for MLflow go there too."""
     wanted = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0", "RAY_DEDUP_LOGS": "0",
-              "RAY_AIR_NEW_OUTPUT": "0", "AIKD_MLFLOW_FLUSH_S": "10", **HTTP_DEFAULTS}
+              "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "AIKD_MLFLOW_FLUSH_S": "10",
+              **HTTP_DEFAULTS}
     return {k: os.environ.get(k, v) for k, v in wanted.items()}
 
 

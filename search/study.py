@@ -25,6 +25,10 @@ def quiet_libraries() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # its experiment box and TensorBoard hint print at verbose=0
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours (Interruption) stops Tune the same way
+    # Tune's automatic loggers include TensorBoard's, a writer thread per trial in the driver whose files nothing
+    # reads (MLflow records the metrics): `build_tuner` asks for the JSON and CSV loggers that the report, `--resume`
+    # and Tune's own ExperimentAnalysis read.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)
     import optuna
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -193,8 +197,10 @@ def build_tuner(plan: Plan, args, callbacks: list, tracking, out):
         scheduler = ASHAScheduler(time_attr="epoch", metric=plan.metric, mode=plan.mode,
                                   max_t=plan.epochs, grace_period=plan.grace_period,
                                   reduction_factor=args.reduction_factor)
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     run_config = tune.RunConfig(
-        name=plan.name, storage_path=plan.storage, callbacks=callbacks, verbose=0,
+        name=plan.name, storage_path=plan.storage, callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
+        verbose=0,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=args.max_failures))
     return tune.Tuner(
