@@ -30,6 +30,19 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE_HIDE_ENV = "AIKD_STORAGE_PROBE_HIDE"
 PROBE_TIMEOUT_S = 120
 
+# What a study's driver sets for Ray Tune (unless the user has), in one place: `search.study.tune_environment` sets
+# them in this process, and `client_env_vars` passes them to a Ray Client head, where Tune runs instead.
+TUNE_DEFAULTS = {
+    # Tune's own interruption advice (a `Tuner.restore` call, where ours is `--resume`) and its sync warnings
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "RAY_DEDUP_LOGS": "0",
+    "RAY_AIR_NEW_OUTPUT": "0",  # its experiment box and TensorBoard hint print at verbose=0
+    # Tune's automatic loggers include TensorBoard's, a writer thread per trial in the driver whose files nothing
+    # reads (MLflow records the metrics): `build_tuner` asks for the JSON and CSV loggers that the report,
+    # `--resume` and Tune's own ExperimentAnalysis read.
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+}
+
 
 def _probe(path: str, token: str, node_id: str) -> dict:
     """Runs on a node: does it see the driver's probe file, and can it leave one for the driver?"""
@@ -147,9 +160,7 @@ def join(ray, address: str, env: dict, attempts: int = 3) -> None:
 def client_env_vars() -> dict:
     """With ray:// the Tuner runs in an actor on the head (ray/tune/tuner.py), which sees the job's runtime_env, not
     this process's environment: the variables this driver sets for Tune and for MLflow go there too."""
-    wanted = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0", "RAY_DEDUP_LOGS": "0",
-              "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "AIKD_MLFLOW_FLUSH_S": "10",
-              **HTTP_DEFAULTS}
+    wanted = {**TUNE_DEFAULTS, "AIKD_MLFLOW_FLUSH_S": "10", **HTTP_DEFAULTS}
     return {k: os.environ.get(k, v) for k, v in wanted.items()}
 
 

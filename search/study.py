@@ -18,17 +18,13 @@ from search.plan import Plan, check_dataset
 from trainables.protocol import CELL_KEY, STUDY_KEY, study_config
 
 
-def quiet_libraries() -> None:
-    """Keep what a user cannot act on off the console: Tune's own interruption advice (a `Tuner.restore` call,
-    where ours is `--resume`), Optuna's per-trial notes."""
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # its experiment box and TensorBoard hint print at verbose=0
+def tune_environment() -> None:
+    """Tune's settings for a study (`search.cluster.TUNE_DEFAULTS`: what a user cannot act on stays off the
+    console, no logger that nothing reads), Ray's SIGINT handling left to ours, Optuna's per-trial notes off."""
+    from search.cluster import TUNE_DEFAULTS
+    for k, v in TUNE_DEFAULTS.items():
+        os.environ.setdefault(k, v)
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours (Interruption) stops Tune the same way
-    # Tune's automatic loggers include TensorBoard's, a writer thread per trial in the driver whose files nothing
-    # reads (MLflow records the metrics): `build_tuner` asks for the JSON and CSV loggers that the report, `--resume`
-    # and Tune's own ExperimentAnalysis read.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)
     import optuna
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -233,7 +229,7 @@ def run_study(args, plan: Plan, out=print) -> int:
     if plan.tracking_uri:
         opening = InBackground((lambda: import_tracking(plan.tracking_uri)) if args.address
                                else (lambda: open_tracking(plan, args)), "mlflow-open")
-    quiet_libraries()
+    tune_environment()
     stop = Interruption(out)
     stop.__enter__()
     tracking, status, ray, stopping = None, "FAILED", None, None

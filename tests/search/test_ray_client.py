@@ -64,6 +64,8 @@ def test_ray_client_address_joins_the_cluster(client_cluster, tmp_path, teacher_
     # the study folder, written by Tune on the head and read back by the driver for the summary
     dirs = trial_dirs(tmp_path / "studies" / "viaclient")
     assert len(dirs) == 2 and all(int(results(d)[-1]["epoch"]) == 2 for d in dirs), dirs
+    # Tune's settings reached the head, where it runs: no TensorBoard writer there either
+    assert not [f for d in dirs for f in d.glob("events.out.tfevents*")], dirs
     assert "trials: 2 done, 0 pruned, 0 failed" in out.stdout, log
     assert (tmp_path / "studies" / "viaclient" / "report" / "summary.json").exists()
     assert (tmp_path / "studies" / "viaclient" / "tuner.pkl").exists()  # Tune pickled the run config, callbacks too

@@ -35,6 +35,16 @@ def test_summary_and_best_config(study):
     assert best["config"]["method.name"] == "aikd" and 0 <= best["val_error"] <= 100
 
 
+def test_trials_keep_tunes_json_and_csv_logs_and_no_tensorboard_files(study):
+    """The report and `--resume` read result.json / params.json; TensorBoard's writer (a thread per trial in the
+    driver) is off, since MLflow records the metrics."""
+    dirs = [d for d in study["dir"].iterdir() if d.name.startswith("trial_")]
+    assert len(dirs) == SAMPLES
+    for d in dirs:
+        assert {"result.json", "params.json", "progress.csv"} <= {f.name for f in d.iterdir()}, d
+        assert not list(d.glob("events.out.tfevents*")), d
+
+
 def test_optuna_holds_stopped_trials_as_pruned(study):
     s = optuna.load_study(study_name="s1", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(study["dir"] / "optuna.journal"))))
