@@ -194,8 +194,11 @@ def build_tuner(plan: Plan, args, callbacks: list, tracking, out):
                                   max_t=plan.epochs, grace_period=plan.grace_period,
                                   reduction_factor=args.reduction_factor)
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from search.trial_logs import KeepLogsOnRetry
+    loggers = [JsonLoggerCallback(), CSVLoggerCallback(), KeepLogsOnRetry()]
     run_config = tune.RunConfig(
-        name=plan.name, storage_path=plan.storage, callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback()],
+        name=plan.name, storage_path=plan.storage, callbacks=[*callbacks, *loggers],
         verbose=0,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=args.max_failures))
