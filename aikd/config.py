@@ -27,6 +27,10 @@ METHODS = (
     "baseline", "aikd", "aikd_no_adv", "aikd_only_progressive", "aikd_only_guide",
     "frskd", "cskd", "tfkd", "pskd",
 )
+# The backbones a configuration may name (`model.name`, `--model`): the names `aikd.models` registers, less AI-KD's
+# critic and FRSKD's self-teacher. Kept here, free of torch, so that a study's driver checks `--model` without
+# importing torch (seconds); tests/aikd/test_models.py keeps this table and the registry in step.
+BACKBONES = ("densenet121", "preact_resnet18", "resnet18", "resnet18_cifar", "small_cnn", "wrn16_2")
 AIKD_PRESETS = {  # (alpha_g, alpha_p, omega); a_CE = 1 - a_G - a_P  (SPEC 3)
     "aikd": (0.1, 0.3, 0.1),
     "aikd_no_adv": (0.1, 0.3, 0.0),

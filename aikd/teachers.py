@@ -3,7 +3,8 @@
 Concurrent callers (trials, Ray tasks, processes) serialise on a file lock: the first trains, the others wait
 and load. This module only stores; training one is `aikd.train.get_or_train_teacher`, the caller's step before `fit`
 (so the store does not depend on the trainer that depends on it). A checksum beside the weights makes a truncated
-or corrupt file get retrained, never loaded.
+or corrupt file get retrained, never loaded. Keys, paths and checksums need no torch: a study's driver finds its
+cached teachers without importing it (seconds); only loading and saving weights import torch and the models.
 """
 
 from __future__ import annotations
@@ -13,10 +14,7 @@ import json
 import os
 from pathlib import Path
 
-import torch
 from filelock import FileLock
-
-from aikd.models import build_model
 
 # Keys that do not change the trained weights, so they stay out of the store key.
 _IRRELEVANT = ("device", "data.root", "data.download", "data.num_workers", "data.eval_batch_size", "teacher.",
@@ -49,6 +47,9 @@ def _sha256(path: Path) -> str:
 
 def load_teacher(cfg):
     """The stored S_sup for `cfg` if its file matches the recorded checksum, else None (missing, truncated, corrupt)."""
+    import torch
+
+    from aikd.models import build_model
     path = teacher_path(cfg)
     meta_path = path.with_suffix(".json")
     if not path.exists() or not meta_path.exists():
@@ -83,6 +84,7 @@ def teacher_lock(cfg) -> FileLock:
 
 def save_teacher(cfg, model, metrics: dict) -> Path:
     """Write S_sup's weights, then their checksum and recipe; each file appears whole (written aside, then renamed)."""
+    import torch
     path = teacher_path(cfg)
     tc = cfg.teacher_config()
     model = model.cpu()

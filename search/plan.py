@@ -13,7 +13,7 @@ import math
 from datetime import datetime
 from pathlib import Path
 
-from aikd.config import ConfigError, DataConfig, TrainConfig, dataset_scale
+from aikd.config import BACKBONES, ConfigError, DataConfig, TrainConfig, dataset_scale
 
 SMOKE = {"dataset": "digits", "model": "small_cnn", "max_epochs": 2, "num_samples": 4, "max_concurrent": 2,
          "grace_period": 1}
@@ -148,19 +148,20 @@ def _load_space(args, options: dict):
 
 
 def _check_model(name: str):
-    from aikd.models import list_models
-    if name not in list_models():
-        raise UsageError(f"--model {name!r} is not a registered model; valid: {', '.join(list_models())}")
+    if name not in BACKBONES:
+        raise UsageError(f"--model {name!r} is not a registered model; valid: {', '.join(BACKBONES)}")
 
 
 def _detected_gpus(args) -> int:
+    """The GPUs a local Ray will find here: counted as `ray.init` counts them (NVML, capped by
+    CUDA_VISIBLE_DEVICES), which is what trials can ask for; asking torch would import it (seconds) for nothing."""
     if args.num_gpus is not None:
         return args.num_gpus
-    try:
-        import torch
-        return torch.cuda.device_count()
-    except Exception:
-        return 0
+    from ray._private import accelerators
+    manager = accelerators.get_accelerator_manager_for_resource("GPU")
+    n = manager.get_current_node_num_accelerators()
+    visible = manager.get_current_process_visible_accelerator_ids()
+    return n if visible is None else min(n, len(visible))
 
 
 def check_dataset(cfg: TrainConfig, download: bool):

@@ -9,6 +9,8 @@ import argparse
 import csv
 import json
 import math
+import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -21,8 +23,14 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 
-from trainables.checkpoints import STATE_FILE  # noqa: E402
-from trainables.protocol import CELL_KEY, FAILURE_KEY, read_results, trial_train_config  # noqa: E402
+from trainables.protocol import (  # noqa: E402
+    CELL_KEY,
+    FAILURE_KEY,
+    STATE_FILE,
+    WEIGHTS_FILE,
+    read_results,
+    trial_train_config,
+)
 
 # ------------------------------------------------------------------------------------------------------------
 # Reading the study folder (no Ray needed)
@@ -240,11 +248,19 @@ def optuna_plots(space, study_name: str, journal: Path, out_dir: Path) -> list[P
 
 
 def best_weights(row, out_path: Path) -> Path | None:
-    """The best trial's model weights (first seed), from its last checkpoint."""
-    import torch
+    """The best trial's model weights (first seed), from its last checkpoint: the weights file the trial wrote
+    there (linked, else copied), or, from a checkpoint written without one, taken out of its state with torch."""
     ckpts = sorted(Path(row["dir"]).glob("checkpoint_*"))
     if not ckpts:
         return None
+    weights = ckpts[-1] / WEIGHTS_FILE
+    if weights.exists():
+        try:
+            os.link(weights, out_path)
+        except OSError:  # another file system, or one without hard links
+            shutil.copyfile(weights, out_path)
+        return out_path
+    import torch
     states = torch.load(ckpts[-1] / STATE_FILE, map_location="cpu", weights_only=True)["states"]
     torch.save(states[0]["model"], out_path)
     return out_path

@@ -116,7 +116,7 @@ def restore_trial_logs(trial_dir: Path, ot_trial, study_meta: dict, space) -> in
     import torch
 
     from search.searchers import SpaceSuggester
-    from trainables.checkpoints import STATE_FILE
+    from trainables.protocol import STATE_FILE
     checkpoints = sorted(trial_dir.glob("checkpoint_*"))
     if not checkpoints or not (checkpoints[-1] / STATE_FILE).exists():
         return 0

@@ -174,7 +174,7 @@ def build_tuner(plan: Plan, args, callbacks: list, tracking, out):
     from ray.tune.schedulers import ASHAScheduler
 
     from search.searchers import make_optuna_search
-    from trainables.kd import run_trial
+    from trainables.entry import run_trial
     from trainables.resources import with_trial_resources
     trainable = with_trial_resources(run_trial, plan.cpus, plan.gpus)
     if args.resume:

@@ -52,9 +52,17 @@ def _versions() -> dict:
     import mlflow
     import optuna
     import ray
-    import torch
-    return {"torch": torch.__version__, "ray": ray.__version__, "optuna": optuna.__version__,
+    return {"torch": torch_version(), "ray": ray.__version__, "optuna": optuna.__version__,
             "mlflow": mlflow.__version__, "python": platform.python_version()}
+
+
+def torch_version() -> str:
+    """`torch.__version__` (with its build tag, e.g. +cu130, which the installed distribution's version lacks), read
+    from torch/version.py: the driver never imports torch, which would cost seconds of a study's start."""
+    import importlib.util
+    import runpy
+    spec = importlib.util.find_spec("torch")
+    return runpy.run_path(str(Path(next(iter(spec.submodule_search_locations))) / "version.py"))["__version__"]
 
 
 def _git_commit() -> str:

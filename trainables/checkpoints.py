@@ -20,7 +20,8 @@ from pathlib import Path
 import ray.tune
 import torch
 
-STATE_FILE = "state.pt"
+from trainables.protocol import STATE_FILE, WEIGHTS_FILE
+
 # every epoch: the training thread pays only a copy into host memory (benchmarks/checkpoint_cost.py, README)
 DEFAULT_EVERY = 1
 
@@ -30,19 +31,24 @@ def checkpoint_payload(trainers, seeds, host: bool = False) -> dict:
     return {"states": [t.state(host=host) for t in trainers], "seeds": list(seeds)}
 
 
-def write_payload(payload: dict, directory: str, filesystem=None) -> None:
-    """torch.save into directory/state.pt. Locally through a temporary name and a rename, so that no reader meets
+def write_payload(payload: dict, directory: str, filesystem=None, last: bool = False) -> None:
+    """torch.save into directory/state.pt, and with `last` (the trial's last epoch) the first seed's model weights
+    into directory/model_weights.pt too. Locally through a temporary name and a rename, so that no reader meets
     half a file; on another filesystem (s3://, gs://) straight into the object, which appears once complete."""
     import pyarrow.fs
+    files = [(WEIGHTS_FILE, payload["states"][0]["model"])] if last else []
+    files.append((STATE_FILE, payload))
     if filesystem is None or isinstance(filesystem, pyarrow.fs.LocalFileSystem):
         os.makedirs(directory, exist_ok=True)
-        part = os.path.join(directory, STATE_FILE + ".part")
-        torch.save(payload, part)
-        os.replace(part, os.path.join(directory, STATE_FILE))
+        for name, obj in files:
+            part = os.path.join(directory, name + ".part")
+            torch.save(obj, part)
+            os.replace(part, os.path.join(directory, name))
     else:
         filesystem.create_dir(directory)
-        with filesystem.open_output_stream(f"{directory}/{STATE_FILE}") as f:
-            torch.save(payload, f)
+        for name, obj in files:
+            with filesystem.open_output_stream(f"{directory}/{name}") as f:
+                torch.save(obj, f)
 
 
 def _ray_storage():
@@ -84,7 +90,7 @@ class TrialReporter:
         epoch = int(metrics.get("epoch", 0))
         due = trainers is not None and self.checkpoint_due(epoch)
         held = [checkpoint_payload(trainers, seeds, host=True)] if due else []
-        self._last = self._pool.submit(self._send, metrics, held)
+        self._last = self._pool.submit(self._send, metrics, held, epoch >= self.epochs)
         if trainers is None or epoch in self.decisions or epoch >= self.epochs:
             self.wait()
 
@@ -105,12 +111,12 @@ class TrialReporter:
         if self._stopped:  # Ray stopped the trial inside the reporter's report: end the trial as report would
             sys.exit(0)
 
-    def _send(self, metrics: dict, held: list) -> None:
+    def _send(self, metrics: dict, held: list, last: bool) -> None:
         if self._stopped or self._error is not None:
             return
         try:
             if held:
-                self._report_with_checkpoint(metrics, held)
+                self._report_with_checkpoint(metrics, held, last)
             else:
                 ray.tune.report(metrics)
         except SystemExit as e:  # the scheduler stopped the trial: Ray's report calls sys.exit(0)
@@ -121,19 +127,19 @@ class TrialReporter:
         except BaseException as e:
             self._error = e
 
-    def _report_with_checkpoint(self, metrics: dict, held: list) -> None:
+    def _report_with_checkpoint(self, metrics: dict, held: list, last: bool) -> None:
         storage = _ray_storage()
         if storage is None:
             d = tempfile.mkdtemp(prefix="aikd-ckpt-")
             try:
-                write_payload(held.pop(), d)
+                write_payload(held.pop(), d, last=last)
                 ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(d))
             finally:
                 shutil.rmtree(d, ignore_errors=True)
             return
         from ray.train._internal.storage import StorageContext
         name = StorageContext._make_checkpoint_dir_name(storage.current_checkpoint_index + 1)
-        write_payload(held.pop(), Path(storage.trial_fs_path, name).as_posix(), storage.storage_filesystem)
+        write_payload(held.pop(), Path(storage.trial_fs_path, name).as_posix(), storage.storage_filesystem, last=last)
         ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(self._empty))
         if storage.checkpoint_dir_name != name:
             raise RuntimeError(f"the checkpoint was written into {name} but Ray registered "

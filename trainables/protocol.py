@@ -21,6 +21,11 @@ OPEN_KEY = "trial_open"
 RELIABILITY_KEY = "trial_reliability"
 TAGS_KEY = "trial_tags"
 REBUILT_KEY = "rebuilt_from"  # a result.json line that resume rebuilt from a checkpoint
+# A trial's checkpoint folder: STATE_FILE (every seed's complete state, for exact resume) and, in the checkpoint of
+# the last epoch, WEIGHTS_FILE (the first seed's model weights alone), which the report logs for the best trial by
+# copying a file, with no torch in the driver.
+STATE_FILE = "state.pt"
+WEIGHTS_FILE = "model_weights.pt"
 # Metrics reported per epoch (kept under ~30 keys per trial); method loss parts are added as they appear.
 REPORTED = ("epoch", "lr", "train_loss", "val_error", "val_top5_error", "val_nll", "val_ece", "val_f1",
             "test_error", "test_top5_error", "test_nll", "test_ece", "test_f1", "test_error_best", "epoch_seconds",

@@ -6,10 +6,11 @@ import ray
 
 from aikd.config import TrainConfig, needs_teacher
 from aikd.teachers import teacher_is_cached, teacher_key, teacher_path
-from aikd.train import get_or_train_teacher
 
 
 def _train_teacher(flat: dict) -> str:
+    """A Ray task: the trainer (and torch) are imported by the task's worker, never by the driver."""
+    from aikd.train import get_or_train_teacher
     logs = []
     get_or_train_teacher(TrainConfig.from_dict(flat), log=logs.append)
     return "\n".join(logs)

@@ -38,6 +38,12 @@ def test_registry_lists_every_spec_model():
     assert list_models() == sorted(list_models())
 
 
+def test_config_backbones_are_the_registered_backbones():
+    """The torch-free table `--model` is checked against (aikd.config.BACKBONES) names every registered backbone."""
+    from aikd.config import BACKBONES
+    assert set(BACKBONES) == set(list_models()) - NON_BACKBONES, "a new model's name goes into aikd.config.BACKBONES"
+
+
 def test_unknown_model_name_raises_value_error_naming_valid_ones():
     with pytest.raises(ValueError) as excinfo:
         create_model("no_such_model", num_classes=10)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from tests.search.conftest import ROOT, run_cli
@@ -20,12 +21,22 @@ SAMPLES = 8
 def study(tmp_path_factory, teacher_root):
     d = tmp_path_factory.mktemp("study")
     uri = f"sqlite:///{d}/mlflow.db"
-    out = run_cli([str(ROOT / "search/run.py"), "--space", "aikd_ablation", "--dataset", "digits", "--model",
-                   "small_cnn", "--num-samples", str(SAMPLES), "--max-epochs", str(EPOCHS), "--grace-period", "1",
-                   "--reduction-factor", "2", "--max-concurrent", "2", "--storage", str(d / "studies"), "--name", "s1",
-                   "--mlflow-uri", uri, "--set", f"teacher.root={teacher_root}"], cwd=d)
+    # -X importtime: the driver's imports (its own; the trials run in Ray's worker processes) go to its stderr
+    out = run_cli(["-X", "importtime", str(ROOT / "search/run.py"), "--space", "aikd_ablation", "--dataset",
+                   "digits", "--model", "small_cnn", "--num-samples", str(SAMPLES), "--max-epochs", str(EPOCHS),
+                   "--grace-period", "1", "--reduction-factor", "2", "--max-concurrent", "2",
+                   "--storage", str(d / "studies"), "--name", "s1", "--mlflow-uri", uri,
+                   "--set", f"teacher.root={teacher_root}"], cwd=d)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return {"dir": d / "studies" / "s1", "uri": uri, "stdout": out.stdout}
+    imported = {line.rsplit("|", 1)[1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+    return {"dir": d / "studies" / "s1", "uri": uri, "stdout": out.stdout, "imported": imported}
+
+
+def test_the_driver_never_imports_torch(study):
+    """Importing torch costs a study's serial start seconds, and the driver needs none of it: the trials, the
+    teachers' training and the best weights' extraction happen in the trials' processes."""
+    assert "ray.tune" in study["imported"] and "mlflow" in study["imported"]  # the listing is the driver's
+    assert not {m for m in study["imported"] if m == "torch" or m.startswith("torch.")}
 
 
 def test_summary_and_best_config(study):
@@ -64,7 +75,7 @@ def test_mlflow_parent_children_statuses_metrics_artifacts(study):
     assert len(parents) == 1
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.data.params["space"] == "aikd_ablation"
-    assert "version.torch" in parent.data.tags and "command" in parent.data.tags
+    assert parent.data.tags["version.torch"] == torch.__version__ and "command" in parent.data.tags
     kids = c.search_runs([exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len(kids) == SAMPLES
     assert len({k.data.tags["ray.trial_id"] for k in kids}) == SAMPLES
@@ -91,6 +102,13 @@ def test_mlflow_parent_children_statuses_metrics_artifacts(study):
     report = {a.path for a in c.list_artifacts(parent.info.run_id, "report")}
     assert {"report/leaderboard.csv", "report/leaderboard.md", "report/optimization_history.png"} <= report
     assert any(a.path.endswith("weights.pt") for a in c.list_artifacts(parent.info.run_id, "best_model"))
+    # the best trial's weights: its last checkpoint's first-seed model, as the trial wrote them beside its state
+    best = json.loads((study["dir"] / "best_config.json").read_text())["trial_id"]
+    last = sorted((study["dir"] / f"trial_{best}").glob("checkpoint_*"))[-1]
+    logged = torch.load(c.download_artifacts(parent.info.run_id, "best_model/best_model_weights.pt"),
+                        weights_only=True)
+    state = torch.load(last / "state.pt", weights_only=True)["states"][0]["model"]
+    assert logged.keys() == state.keys() and all(torch.equal(logged[k], state[k]) for k in state)
 
 
 def test_report_rebuilds_from_storage(study, tmp_path):

@@ -13,7 +13,8 @@ from ray.tune.schedulers.async_hyperband import _Bracket
 from aikd.config import TrainConfig
 from aikd.train import Trainer, fit
 from search.plan import decision_epochs, study_schedule
-from trainables.checkpoints import DEFAULT_EVERY, STATE_FILE, TrialReporter, checkpoint_payload, write_payload
+from trainables.checkpoints import DEFAULT_EVERY, TrialReporter, checkpoint_payload, write_payload
+from trainables.protocol import STATE_FILE, WEIGHTS_FILE
 
 
 @pytest.mark.parametrize("max_t, grace, rf", [(200, 20, 3.0), (9, 1, 3.0), (3, 1, 3.0), (100, 10, 2.5), (50, 1, 2.0),
@@ -62,6 +63,17 @@ def test_checkpoint_written_in_place_is_the_one_ray_registers(tmp_path):
     assert os.stat(os.path.join(target, STATE_FILE)).st_ino == inode  # the very file written, not a copy
     loaded = torch.load(os.path.join(target, STATE_FILE), map_location="cpu", weights_only=True)
     assert torch.equal(loaded["states"][0]["w"], payload["states"][0]["w"]) and loaded["seeds"] == [1]
+
+
+def test_the_last_epochs_checkpoint_also_holds_the_first_seeds_weights(tmp_path):
+    """What the report logs as the best trial's model, a file it copies (the driver imports no torch)."""
+    payload = {"states": [{"model": {"w": torch.arange(3.0)}, "epoch": 2}, {"model": {"w": torch.zeros(3)}}],
+               "seeds": [1, 2]}
+    write_payload(payload, str(tmp_path / "last"), last=True)
+    assert sorted(os.listdir(tmp_path / "last")) == sorted([STATE_FILE, WEIGHTS_FILE])
+    assert torch.equal(torch.load(tmp_path / "last" / WEIGHTS_FILE, weights_only=True)["w"], torch.arange(3.0))
+    write_payload(payload, str(tmp_path / "earlier"))
+    assert os.listdir(tmp_path / "earlier") == [STATE_FILE]
 
 
 def _cfg(epochs):
