@@ -10,6 +10,7 @@ reporter thread sends them, in order. Training waits for its reports only where 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -34,7 +35,8 @@ def checkpoint_payload(trainers, seeds, host: bool = False) -> dict:
 def write_payload(payload: dict, directory: str, filesystem=None, last: bool = False) -> None:
     """torch.save into directory/state.pt, and with `last` (the trial's last epoch) the first seed's model weights
     into directory/model_weights.pt too. Locally through a temporary name and a rename, so that no reader meets
-    half a file; on another filesystem (s3://, gs://) straight into the object, which appears once complete."""
+    half a file (a write that fails removes its temporary file); on another filesystem (s3://, gs://) straight
+    into the object, which appears once complete."""
     import pyarrow.fs
     files = [(WEIGHTS_FILE, payload["states"][0]["model"])] if last else []
     files.append((STATE_FILE, payload))
@@ -42,7 +44,12 @@ def write_payload(payload: dict, directory: str, filesystem=None, last: bool = F
         os.makedirs(directory, exist_ok=True)
         for name, obj in files:
             part = os.path.join(directory, name + ".part")
-            torch.save(obj, part)
+            try:
+                torch.save(obj, part)
+            except BaseException:  # a full disk, a stop: no half file left behind for someone to mistake
+                with contextlib.suppress(OSError):
+                    os.remove(part)
+                raise
             os.replace(part, os.path.join(directory, name))
     else:
         filesystem.create_dir(directory)

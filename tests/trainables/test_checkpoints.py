@@ -119,3 +119,11 @@ def test_aikd_checkpoint_holds_only_what_the_next_epochs_read(mode, kept, left_o
     t.train_epoch()
     method_state = t.state(host=True)["method"]
     assert kept <= set(method_state) and not left_out & set(method_state)
+
+
+def test_a_write_that_fails_leaves_no_partial_file(tmp_path):
+    """torch.save cannot pickle a lambda: the error reaches the caller and neither state.pt nor its .part stays."""
+    payload = {"states": [{"model": {"w": torch.zeros(2)}, "bad": lambda: None}], "seeds": [0]}
+    with pytest.raises(Exception):
+        write_payload(payload, str(tmp_path / "checkpoint_000000"))
+    assert sorted(os.listdir(tmp_path / "checkpoint_000000")) == []
