@@ -423,6 +423,12 @@ def warm_start(args, space, searcher: str, storage: str, dataset: str, metrics: 
     return {"kind": "study", "name": meta["name"], "journal": str(folder / "optuna.journal"), "same_dataset": same}
 
 
+def _span(values) -> str:
+    """One value, or the range the study's configurations take (a searched or per-cell batch size or lr)."""
+    values = sorted(set(values))
+    return f"{values[0]:g}" if len(values) == 1 else f"{values[0]:g} to {values[-1]:g} (varies by trial)"
+
+
 def print_plan(plan: Plan, args, out=print) -> None:
     from spaces import PROTOCOL_LINES
     s = plan.space
@@ -431,8 +437,8 @@ def print_plan(plan: Plan, args, out=print) -> None:
     out(f"base        {json.dumps(plan.base, sort_keys=True)}")
     resolved = plan.resolved_configs
     datasets, models = sorted({c.data.dataset for c in resolved}), sorted({c.model.name for c in resolved})
-    out(f"training    {', '.join(datasets)}; model {', '.join(models)}; batch {resolved[0].data.batch_size}, "
-        f"lr {resolved[0].optim.lr:g}")
+    out(f"training    {', '.join(datasets)}; model {', '.join(models)}; "
+        f"batch {_span(c.data.batch_size for c in resolved)}, lr {_span(c.optim.lr for c in resolved)}")
     params = ", ".join(s.outputs()) if s.params else "-"
     out(f"params      {params}")
     kind = f"{plan.num_samples} cells" if s.is_grid else f"{plan.num_samples} samples"

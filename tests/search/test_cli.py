@@ -188,3 +188,11 @@ def test_gpus_per_trial_auto_in_the_plan(capsys, tmp_path):
     assert main(["--space", "aikd_ablation", "--smoke-test", "--gpus-per-trial", "auto", "--num-gpus", "1",
                  "--dry-run", "--no-tracking", "--storage", str(tmp_path)]) == 0
     assert "auto (probed at start) GPU per trial" in capsys.readouterr().out
+
+
+def test_dry_run_shows_the_batch_sizes_a_multi_dataset_grid_uses(capsys, tmp_path):
+    """compare spans CIFAR-100 / Tiny-ImageNet (batch 128) and the fine-grained sets (batch 32, SPEC 10): the plan
+    shows both ends, not the first cell's batch size alone."""
+    assert main(["--space", "compare", "--dry-run", "--no-tracking", "--storage", str(tmp_path)]) == 0
+    training = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("training"))
+    assert "batch 32 to 128 (varies by trial), lr 0.1" in training, training
