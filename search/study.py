@@ -242,6 +242,7 @@ def run_study(args, plan: Plan, out=print) -> int:
         opened = opening.result() if opening is not None else None
         from search.client import RELAY_PREFIX, DriverRelay, RelayListener, TuneEnvironment, is_client
         from search.cluster import trial_slots
+        from search.prefetch import ImportPlottingEarly
         from search.progress import ProgressCallback
         from search.tracking import TrackingCallback, drain_writer, writer_for
         from trainables.teachers import pretrain_teachers
@@ -278,6 +279,8 @@ def run_study(args, plan: Plan, out=print) -> int:
             callbacks.append(TrackingCallback(tracking, plan.epochs, relay=relay))
         if client:
             callbacks.append(TuneEnvironment({"TUNE_MAX_PENDING_TRIALS_PG": os.environ["TUNE_MAX_PENDING_TRIALS_PG"]}))
+        else:  # (with ray:// the callbacks run on the head; the report is drawn here)
+            callbacks.append(ImportPlottingEarly())
         tuner = build_tuner(plan, args, callbacks, tracking, out)
         t0 = time.time()
         missed = {}
