@@ -16,6 +16,7 @@ killed driver never wrote), then says in the summary what is still missing.
 
 from __future__ import annotations
 
+import logging
 import math
 import platform
 import queue
@@ -83,6 +84,9 @@ class StudyTracking:
                  artifact_root: Path | None = None):
         self.uri, self.study_name = uri, study_name
         fail_fast_http()
+        # a new store's "Creating initial MLflow database tables..." / "Updating database tables" (INFO): nothing
+        # a researcher acts on, in the middle of the study's start
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
         self.deferred: list[tuple] = []  # trial status updates the server did not take (yet)
         self._last_flush = 0.0
         location = artifact_root.resolve().as_uri() if (artifact_root and is_local_store(uri)) else None

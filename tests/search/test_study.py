@@ -29,7 +29,8 @@ def study(tmp_path_factory, teacher_root):
                    "--set", f"teacher.root={teacher_root}"], cwd=d)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     imported = {line.rsplit("|", 1)[1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
-    return {"dir": d / "studies" / "s1", "uri": uri, "stdout": out.stdout, "imported": imported}
+    console = [line for line in (out.stdout + out.stderr).splitlines() if not line.startswith("import time:")]
+    return {"dir": d / "studies" / "s1", "uri": uri, "stdout": out.stdout, "imported": imported, "console": console}
 
 
 def test_the_driver_never_imports_torch(study):
@@ -37,6 +38,14 @@ def test_the_driver_never_imports_torch(study):
     teachers' training and the best weights' extraction happen in the trials' processes."""
     assert "ray.tune" in study["imported"] and "mlflow" in study["imported"]  # the listing is the driver's
     assert not {m for m in study["imported"] if m == "torch" or m.startswith("torch.")}
+
+
+def test_a_new_stores_schema_messages_stay_off_the_console(study):
+    """The study made its SQLite store (the fixture's folder is new); MLflow's INFO lines about creating and
+    upgrading the schema are not the researcher's business."""
+    assert (study["dir"].parents[1] / "mlflow.db").exists()
+    assert not [line for line in study["console"] if "database tables" in line]
+    assert any("MLflow: parent run" in line for line in study["console"])
 
 
 def test_summary_and_best_config(study):
