@@ -24,6 +24,20 @@ def import_plotting() -> None:
     import search.report  # noqa: F401
 
 
+_threads: list[threading.Thread] = []  # (module state, not the callback's: Tune may run a restored copy of it)
+
+
+def wait_for_plotting() -> None:
+    """Returns once the background import has ended; call it before importing `search.report` elsewhere.
+
+    Python's per-module import lock does not cover this: `matplotlib.use` (search.report calls it as it loads)
+    reads `sys.modules["matplotlib.pyplot"]` directly, and a pyplot still loading in the other thread is there
+    half-initialized, so the report's import failed (AttributeError: ... 'switch_backend') when a short study's
+    last result came while the thread was inside pyplot. Waiting costs nothing the import would not."""
+    for thread in _threads:
+        thread.join()
+
+
 def _import_quietly() -> None:
     try:
         import_plotting()
@@ -33,12 +47,14 @@ def _import_quietly() -> None:
 
 class ImportPlottingEarly(tune.Callback):
     """Starts `import_plotting` in a daemon thread on the study's first result: Tune has started its trials by
-    then (the imports do not compete with its start), and the driver mostly waits for results until the end. A
-    module that is still being imported when the report needs it is waited for (Python's per-module import lock)."""
+    then (the imports do not compete with its start), and the driver mostly waits for results until the end. The
+    report is imported after `wait_for_plotting`."""
 
     started = False  # (a class default: a callback pickled with the Tuner is restored on --resume)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if not self.started:
             self.started = True
-            threading.Thread(target=_import_quietly, daemon=True, name="plotting-import").start()
+            thread = threading.Thread(target=_import_quietly, daemon=True, name="plotting-import")
+            _threads.append(thread)
+            thread.start()

@@ -242,7 +242,7 @@ def run_study(args, plan: Plan, out=print) -> int:
         opened = opening.result() if opening is not None else None
         from search.client import RELAY_PREFIX, DriverRelay, RelayListener, TuneEnvironment, is_client
         from search.cluster import trial_slots
-        from search.prefetch import ImportPlottingEarly
+        from search.prefetch import ImportPlottingEarly, wait_for_plotting
         from search.progress import ProgressCallback
         from search.tracking import TrackingCallback, drain_writer, writer_for
         from trainables.teachers import pretrain_teachers
@@ -310,6 +310,7 @@ def run_study(args, plan: Plan, out=print) -> int:
             finished, planned = record_interrupted(plan, tracking, out)
         if tracking:  # what the writer holds, before settle looks for what MLflow lacks
             missed.update(drain_writer(plan.name))
+        wait_for_plotting()  # (importing the report while the thread is inside pyplot fails)
         from search.report import summarize
         summarize(plan, results, tracking, args, out=out)
         if tracking:  # statuses kept during a server outage, metrics the writer could not send

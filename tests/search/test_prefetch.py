@@ -46,3 +46,23 @@ def test_first_result_imports_the_plotting_libraries_once_in_the_background():
                             "search.report"]
     assert got["backend"] == "agg"
     assert got["pickled"]
+
+
+RACE = r"""
+from ray.tune.experiment import Trial
+from search.prefetch import ImportPlottingEarly, wait_for_plotting
+trial = Trial("t", stub=True)
+ImportPlottingEarly().on_trial_result(0, [trial], trial, {"val_error": 1.0})
+wait_for_plotting()  # as the study does when its last result comes while the thread is inside pyplot
+from search.report import summarize
+print("imported")
+"""
+
+
+def test_the_report_imports_at_once_after_the_first_result():
+    # without the wait, `matplotlib.use` in search.report finds the other thread's half-loaded pyplot and fails
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "MPLBACKEND": ""}
+    out = subprocess.run([sys.executable, "-c", RACE], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "imported"
