@@ -8,6 +8,7 @@ import signal
 
 import pytest
 from mlflow.tracking import MlflowClient
+from ray.tune import ExperimentAnalysis
 
 from search.searchers import RAY_TRIAL_ATTR, load_study
 from tests.search.conftest import run_cli
@@ -38,13 +39,15 @@ def test_signal_stops_the_study_and_resume_finishes_it(tmp_path, teacher_root, s
                    "--set", f"teacher.root={teacher_root}"], tmp_path, tmp_path / "first.log")
     procs: dict[int, int] = {}
 
-    def training():  # a trial has reported an epoch, and none has finished yet
+    def training():  # a trial has reported two epochs, and none has finished yet
+        # (Tune fetches a trial's second result only after it registered the checkpoint of the first)
         procs.update(descendants(p.pid))
         try:
             trials = load_study(name, journal).trials
         except Exception:
             return False
-        return any(t.intermediate_values for t in trials) and not any(t.state.is_finished() for t in trials)
+        return (any(len(t.intermediate_values) >= 2 for t in trials)
+                and not any(t.state.is_finished() for t in trials))
     try:
         wait_for(training, 400, "a trial in the middle of its epochs", proc=p)
         os.kill(p.pid, sig)
@@ -67,9 +70,10 @@ def test_signal_stops_the_study_and_resume_finishes_it(tmp_path, teacher_root, s
     assert not any(t.state.name == "PRUNED" for t in load_study(name, journal).trials)
 
     # the cut-short trials with a checkpoint continue from it (one cut before its first checkpoint starts again).
-    # A checkpoint counts once Tune registered it (the report carrying it reached the driver): a state.pt on disk
-    # whose report the signal overtook is not one, and Tune restarts that trial.
-    checkpointed = {t for t in cut if any(r.get("checkpoint_dir_name") for r in results(storage / name / f"trial_{t}"))}
+    # A checkpoint counts once Tune's last snapshot holds it: a state.pt on disk whose report the signal overtook is
+    # not one, nor is one whose report reached the driver (its result row names `checkpoint_dir_name`) but whose
+    # save, Tune's second round trip to the trial, the stop cut off. Tune restarts such a trial.
+    checkpointed = {t.trial_id for t in ExperimentAnalysis(str(storage / name)).trials if t.checkpoint} & cut
     assert checkpointed, cut
     out = run_cli([RUN, "--resume", "--name", name, "--storage", str(storage)], cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
