@@ -192,13 +192,21 @@ class Trainer:
     def done(self) -> bool:
         return self.epoch >= self.cfg.epochs
 
+    @property
+    def crash_due(self) -> bool:
+        """Whether the next `train_epoch` ends in the crash `debug.crash_at_epoch` asks for. The trial loop lets
+        its reports in flight reach Ray first, so that the crash falls after the checkpoints before it are
+        registered, the same way on a loaded host as on an idle one."""
+        d = self.cfg.debug
+        return d.crash_at_epoch == self.epoch and bool(d.crash_marker) and not os.path.exists(d.crash_marker)
+
     def train_epoch(self) -> dict:
         """Train one epoch, evaluate on val and test; returns that epoch's metrics.
 
         On a GPU, `gpu_peak_mem_mb` is the most memory PyTorch held allocated on it during this epoch, in this
         process (seeds trained in lockstep in one process each see the others' memory; the key is absent on a
         CPU): what sizing trials that share a GPU needs."""
-        cfg, device, epoch = self.cfg, self.device, self.epoch
+        cfg, device, epoch, crash = self.cfg, self.device, self.epoch, self.crash_due
         model, method, optimizer, data = self.model, self.method, self.optimizer, self.data
         t0 = time.perf_counter()
         if device.type == "cuda":
@@ -237,14 +245,10 @@ class Trainer:
         self.history.append(metrics)
         self.epoch += 1
         self.log(_epoch_line(metrics))
-        if cfg.debug.crash_at_epoch == epoch and cfg.debug.crash_marker:
-            from pathlib import Path
-            marker = Path(cfg.debug.crash_marker)
-            if not marker.exists():
-                marker.touch()
-                if cfg.debug.crash_kind == "kill":  # no exception: nothing of this process runs after it
-                    os.kill(os.getpid(), signal.SIGKILL)
-                raise InjectedCrash(f"injected crash at epoch {epoch}")
+        if crash and _claim_marker(cfg.debug.crash_marker):  # (one run crashes, as the marker's docs say)
+            if cfg.debug.crash_kind == "kill":  # no exception: nothing of this process runs after it
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise InjectedCrash(f"injected crash at epoch {epoch}")
         return metrics
 
     def state(self, host: bool = False) -> dict:

@@ -26,6 +26,8 @@ def run_trial(config: dict) -> None:
     reporter = TrialReporter(study, cfgs[0].epochs)
     try:
         while not trainers[0].done:
+            if trainers[0].crash_due:  # (fault-injection tests) the crash comes after the reports before it
+                reporter.wait()
             metrics = reported(aggregate([t.train_epoch() for t in trainers]))
             if trainers[0].done:
                 metrics.update(reported(aggregate([t.final_metrics() for t in trainers])))
