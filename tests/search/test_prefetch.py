@@ -34,12 +34,17 @@ print(json.dumps({"before": before, "threads": len(threads), "daemon": all(t.dae
 """
 
 
-def test_first_result_imports_the_plotting_libraries_once_in_the_background():
+def _last_line_of(code: str) -> str:
+    """What `code`, run in a fresh interpreter (none of the plotting modules imported), prints last."""
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "MPLBACKEND": ""}
-    out = subprocess.run([sys.executable, "-c", CHILD], cwd=ROOT, env=env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_first_result_imports_the_plotting_libraries_once_in_the_background():
+    got = json.loads(_last_line_of(CHILD))
     assert got["before"] == []  # importing the callback does not import them
     assert got["threads"] == 1 and got["daemon"]  # three results, one import thread, which no exit waits for
     assert got["after"] == ["matplotlib.pyplot", "optuna.importance", "optuna.visualization.matplotlib",
@@ -61,8 +66,4 @@ print("imported")
 
 def test_the_report_imports_at_once_after_the_first_result():
     # without the wait, `matplotlib.use` in search.report finds the other thread's half-loaded pyplot and fails
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "MPLBACKEND": ""}
-    out = subprocess.run([sys.executable, "-c", RACE], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "imported"
+    assert _last_line_of(RACE) == "imported"
