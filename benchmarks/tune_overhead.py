@@ -10,7 +10,12 @@ for about 30 s on one core of this machine) run
 - unless `--no-fresh-variant`, also through the CLI with `--no-reuse-actors` (a fresh worker process per trial);
 - plainly: a fresh `python` process that calls `aikd.train.fit` on the very configurations the CLI's trials ran
   (read back from the study's trial folders), C at a time in a `ProcessPoolExecutor` (spawned workers,
-  OMP_NUM_THREADS=1 and torch threads = cpus per trial, as Ray gives a 1-CPU trial).
+  OMP_NUM_THREADS=1 and torch threads = cpus per trial, as Ray gives a 1-CPU trial);
+- unless `--no-bare`, through bare Ray Tune: a fresh `python` process that starts a local Ray as the CLI does and
+  runs the same configurations as a `tune.Tuner` over a function trainable that trains (the same `Trainer`) and
+  reports each epoch, with nothing of ours around it: no Optuna, no MLflow, no checkpoints, no summary or report
+  (workers reused, C at a time, 1 CPU each). Its ratio to the plain loop is the floor that any driver built on a
+  local Ray Tune pays for these trials on this machine: what the CLI could reach if everything it adds were free.
 
 Both are timed from process start to exit. Also measured apart: the CLI's start (its `--dry-run`: imports and
 validation), `ray.init` of a local cluster, the cost of a bare Ray Tune function trial (with and without actor
@@ -23,11 +28,12 @@ representative trial length: `--long-epochs` (10) epochs of wrn16_2 on CIFAR-sha
 and augment it as they would the real set), `--long-trials` (2) trials.
 
     PYTHONPATH=. python benchmarks/tune_overhead.py [--trials 4] [--epochs 7] [--concurrency 2]
-        [--rounds 1] [--no-fresh-variant] [--no-micro] [--no-long] [--long-trials 2] [--long-epochs 10]
+        [--rounds 1] [--no-fresh-variant] [--no-bare] [--no-micro] [--no-long] [--long-trials 2] [--long-epochs 10]
         [--long-n 1500] [--keep]
 
-Last lines: `tune_overhead long ratio=Y.YY` (the second section) and `tune_overhead ratio=X.XX` (CLI wall / plain
-wall of the first; with `--rounds N`, the median over N such pairs; target <= 1.10).
+Last lines: `tune_overhead long ratio=Y.YY` (the second section), `tune_overhead bare-tune ratio=Z.ZZ` (bare Tune
+wall / plain wall, the median over the rounds) and `tune_overhead ratio=X.XX` (CLI wall / plain wall of the first
+section; with `--rounds N`, the median over N such pairs; target <= 1.10).
 """
 
 from __future__ import annotations
@@ -94,6 +100,41 @@ t0 = time.perf_counter()
 ray.shutdown()
 out["ray_shutdown_s"] = time.perf_counter() - t0
 print("RESULT " + json.dumps(out))
+"""
+
+# The bare-Tune side: Ray started as search.cluster.connect starts it (the driver's environment, from the parent,
+# holds the same Tune and Ray variables), the same configurations trained and reported each epoch, nothing else.
+BARE_TUNE = r"""
+import json, os, sys, tempfile
+root, config_file, conc = sys.argv[1], sys.argv[2], int(sys.argv[3])
+import ray
+from ray import tune
+from ray._private import ray_constants
+ray_constants.ENABLE_RAY_CLUSTER = False  # (search.cluster.keep_ray_on_loopback)
+
+def trainable(config):
+    from aikd.config import TrainConfig
+    from aikd.train import Trainer
+    trainer = Trainer(TrainConfig.from_dict(config["flat"]).resolved())
+    train_s = 0.0
+    while not trainer.done:
+        m = trainer.train_epoch()
+        train_s += m["epoch_seconds"]
+        tune.report({"epoch": trainer.epoch, "train_s": train_s, "val_error": m["val_error"]})
+    trainer.final_metrics()
+
+configs = json.load(open(config_file))
+ray.init(address="local", num_cpus=conc, include_dashboard=False, log_to_driver=False,
+         _node_ip_address="127.0.0.1", runtime_env={"env_vars": {"PYTHONPATH": root}})
+with tempfile.TemporaryDirectory() as d:
+    grid = tune.Tuner(tune.with_resources(trainable, {"cpu": 1}), param_space={"flat": tune.grid_search(configs)},
+                      tune_config=tune.TuneConfig(max_concurrent_trials=conc, reuse_actors=True),
+                      run_config=tune.RunConfig(storage_path=d, verbose=0)).fit()
+    rows = [r.metrics["train_s"] for r in grid]  # (the last report's: Tune's result files are off, as the CLI's
+    # TensorBoard logger is)
+ray.shutdown()
+print("RESULT " + json.dumps(rows), flush=True)
+os._exit(0)  # as search/run.py ends: no interpreter teardown
 """
 
 IMPORTS = r"""
@@ -273,6 +314,17 @@ def run_plain(args, configs: list[dict], tmp: Path) -> dict:
             "trial_wall_s": [t["wall_s"] for t in trials]}
 
 
+def run_bare_tune(args, configs: list[dict], tmp: Path) -> dict:
+    """The same configurations through a bare local Ray Tune (BARE_TUNE), in a fresh process."""
+    from search.cluster import TUNE_DEFAULTS
+    cfg_file = tmp / "bare_configs.json"
+    cfg_file.write_text(json.dumps(configs))
+    env = {**_env(), **TUNE_DEFAULTS, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_prestart_worker_first_driver": "0"}
+    wall, out, cpu = _run([PY, "-c", BARE_TUNE, str(ROOT), str(cfg_file), str(args.concurrency)], env=env,
+                          label="bare tune", cwd=tmp)
+    return {"wall_s": wall, "cpu_s": cpu, "train_s": _result_line(out)}
+
+
 def fixed_per_trial(res: dict, args) -> float:
     return args.concurrency * res["wall_s"] / args.trials - sum(res["train_s"]) / len(res["train_s"])
 
@@ -284,7 +336,8 @@ def _mean(xs) -> float:
 def print_sides(runs: dict, args) -> None:
     """The table of the sides, where the time of the CLI sides goes, and the CPU seconds."""
     print(f"{'side':<28}{'wall s':>8}{'CPU s':>8}{'train s/trial':>15}{'fixed s/trial':>15}")
-    labels = {"cli": "search/run.py", "cli_fresh": "search/run.py fresh workers", "plain": "plain fit() loop"}
+    labels = {"cli": "search/run.py", "cli_fresh": "search/run.py fresh workers", "plain": "plain fit() loop",
+              "bare": "bare Ray Tune (floor)"}
     for k, res in runs.items():
         print(f"{labels[k]:<28}{res['wall_s']:>8.1f}{res['cpu_s']:>8.1f}{_mean(res['train_s']):>15.1f}"
               f"{fixed_per_trial(res, args):>15.1f}")
@@ -299,6 +352,10 @@ def print_sides(runs: dict, args) -> None:
         print(f"--no-reuse-actors (a fresh worker per trial): wall {runs['cli']['wall_s']:.1f}s -> "
               f"{runs['cli_fresh']['wall_s']:.1f}s, ratio vs plain "
               f"{runs['cli_fresh']['wall_s'] / runs['plain']['wall_s']:.2f}")
+    if "bare" in runs:
+        print(f"bare Ray Tune / plain {runs['bare']['wall_s'] / runs['plain']['wall_s']:.2f} (the floor of a local "
+              f"Tune driver here); search/run.py / bare Ray Tune {runs['cli']['wall_s'] / runs['bare']['wall_s']:.2f} "
+              f"(what the CLI adds)")
     print(f"CPU seconds (all processes of a side, load-insensitive): search/run.py / plain "
           f"{runs['cli']['cpu_s'] / runs['plain']['cpu_s']:.2f}"
           + (f", with fresh workers {runs['cli_fresh']['cpu_s'] / runs['plain']['cpu_s']:.2f}"
@@ -313,6 +370,7 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=7, help="epochs per trial (~30 s of training on one core here)")
     p.add_argument("--concurrency", type=int, default=2, help="trials at once on both sides (1 CPU each)")
     p.add_argument("--no-fresh-variant", action="store_true", help="skip the CLI run with --no-reuse-actors")
+    p.add_argument("--no-bare", action="store_true", help="skip the bare Ray Tune side (the floor)")
     p.add_argument("--no-micro", action="store_true", help="skip the Ray start-up / bare-trial measurements")
     p.add_argument("--no-long", action="store_true", help="skip the run at a representative trial length")
     p.add_argument("--long-trials", type=int, default=2)
@@ -357,17 +415,25 @@ def main(argv=None) -> None:
         configs = runs["cli"]["configs"]
         wait_for_quiet(args.max_load, tries=3)
         runs["plain"] = run_plain(args, configs, tmp)
+        if not args.no_bare:
+            wait_for_quiet(args.max_load, tries=3)
+            runs["bare"] = run_bare_tune(args, configs, tmp)
         if not args.no_fresh_variant:
             wait_for_quiet(args.max_load, tries=3)
             runs["cli_fresh"] = run_cli(args, tmp, "overhead_fresh", reuse=False)
 
         print_sides(runs, args)
         ratios = [runs["cli"]["wall_s"] / runs["plain"]["wall_s"]]
-        for k in range(2, args.rounds + 1):  # the pair again, CLI first as above
+        floors = [runs["bare"]["wall_s"] / runs["plain"]["wall_s"]] if "bare" in runs else []
+        for k in range(2, args.rounds + 1):  # the round again, in the same order as above
             wait_for_quiet(args.max_load, tries=3)
             again = {"cli": run_cli(args, tmp, f"overhead_r{k}", reuse=True)}
             wait_for_quiet(args.max_load, tries=3)
             again["plain"] = run_plain(args, again["cli"]["configs"], tmp)
+            if not args.no_bare:
+                wait_for_quiet(args.max_load, tries=3)
+                again["bare"] = run_bare_tune(args, again["cli"]["configs"], tmp)
+                floors.append(again["bare"]["wall_s"] / again["plain"]["wall_s"])
             print(f"\nround {k}:")
             print_sides(again, args)
             ratios.append(again["cli"]["wall_s"] / again["plain"]["wall_s"])
@@ -387,7 +453,10 @@ def main(argv=None) -> None:
             print_sides(long_runs, long_args)
             print(f"tune_overhead long ratio={long_runs['cli']['wall_s'] / long_runs['plain']['wall_s']:.2f}")
         if len(ratios) > 1:
-            print("round ratios: " + ", ".join(f"{r:.2f}" for r in ratios))
+            print("round ratios: " + ", ".join(f"{r:.2f}" for r in ratios)
+                  + (" (bare Ray Tune: " + ", ".join(f"{r:.2f}" for r in floors) + ")" if floors else ""))
+        if floors:
+            print(f"tune_overhead bare-tune ratio={median(floors):.2f}")
         print(f"tune_overhead ratio={median(ratios):.2f}")
 
 
