@@ -28,6 +28,7 @@ from trainables.protocol import (  # noqa: E402
     FAILURE_KEY,
     STATE_FILE,
     WEIGHTS_FILE,
+    newest_checkpoint,
     read_results,
     trial_train_config,
 )
@@ -250,10 +251,10 @@ def optuna_plots(space, study_name: str, journal: Path, out_dir: Path) -> list[P
 def best_weights(row, out_path: Path) -> Path | None:
     """The best trial's model weights (first seed), from its last checkpoint: the weights file the trial wrote
     there (linked, else copied), or, from a checkpoint written without one, taken out of its state with torch."""
-    ckpts = sorted(Path(row["dir"]).glob("checkpoint_*"))
-    if not ckpts:
+    newest = newest_checkpoint(row["dir"])
+    if newest is None:
         return None
-    weights = ckpts[-1] / WEIGHTS_FILE
+    weights = newest / WEIGHTS_FILE
     if weights.exists():
         try:
             os.link(weights, out_path)
@@ -261,7 +262,7 @@ def best_weights(row, out_path: Path) -> Path | None:
             shutil.copyfile(weights, out_path)
         return out_path
     import torch
-    states = torch.load(ckpts[-1] / STATE_FILE, map_location="cpu", weights_only=True)["states"]
+    states = torch.load(newest / STATE_FILE, map_location="cpu", weights_only=True)["states"]
     torch.save(states[0]["model"], out_path)
     return out_path
 

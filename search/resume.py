@@ -116,11 +116,11 @@ def restore_trial_logs(trial_dir: Path, ot_trial, study_meta: dict, space) -> in
     import torch
 
     from search.searchers import SpaceSuggester
-    from trainables.protocol import STATE_FILE
-    checkpoints = sorted(trial_dir.glob("checkpoint_*"))
-    if not checkpoints or not (checkpoints[-1] / STATE_FILE).exists():
+    from trainables.protocol import STATE_FILE, newest_checkpoint
+    newest = newest_checkpoint(trial_dir)
+    if newest is None:
         return 0
-    saved = torch.load(checkpoints[-1] / STATE_FILE, map_location="cpu", weights_only=True)
+    saved = torch.load(newest / STATE_FILE, map_location="cpu", weights_only=True)
     histories = [s["history"] for s in saved["states"]]
     rid = trial_dir.name[len(TRIAL_PREFIX):]
     if not (trial_dir / "params.json").exists():
@@ -131,7 +131,7 @@ def restore_trial_logs(trial_dir: Path, ot_trial, study_meta: dict, space) -> in
     logged = read_results(trial_dir / "result.json")
     have = int(logged[-1].get("epoch", 0)) if logged else 0
     # the driver's writer died with the driver, perhaps before logging these epochs: settle() checks the child run
-    added = [{**row, "trial_id": rid, "training_iteration": row["epoch"], REBUILT_KEY: checkpoints[-1].name}
+    added = [{**row, "trial_id": rid, "training_iteration": row["epoch"], REBUILT_KEY: newest.name}
              for row in epoch_rows(histories, start=have)]
     if added:
         with open(trial_dir / "result.json", "a") as f:

@@ -107,6 +107,14 @@ def failure(epoch: int, why: str, error: str, metric: str) -> dict:
     return {"epoch": epoch, FAILURE_KEY: why, metric: float("nan"), TAGS_KEY: json.dumps(tags)}
 
 
+def newest_checkpoint(trial_dir) -> Path | None:
+    """A trial's newest checkpoint folder that holds a complete state, or None. A write cut short (a killed worker,
+    a stop inside torch.save) leaves a folder with only a `.part` file, or an empty one, which Ray never registered
+    and which no reader may take for the newest checkpoint: STATE_FILE appears only once whole (a rename)."""
+    folders = sorted(Path(trial_dir).glob("checkpoint_*"))  # (Ray's names are zero-padded: the order is numeric)
+    return next((f for f in reversed(folders) if (f / STATE_FILE).is_file()), None)
+
+
 def read_json_key(result: dict, key: str):
     return json.loads(result[key]) if key in result else None
 

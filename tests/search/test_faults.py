@@ -151,6 +151,36 @@ def test_finished_trial_logs_rebuilt_from_its_checkpoint(tmp_path):
     assert row["outcome"] == "done" and row["seeds"] == seeds and row["epochs"] == 2
 
 
+def test_trial_logs_rebuilt_from_the_newest_complete_checkpoint(tmp_path):
+    """A newer checkpoint folder whose write the kill cut short (only `state.pt.part`) is passed over: the logs come
+    from the complete one before it."""
+    import optuna
+
+    from aikd.config import TrainConfig
+    from aikd.train import Trainer
+    from search.resume import restore_trial_logs
+    from search.searchers import SpaceSuggester
+    from trainables.checkpoints import save_checkpoint_state
+    from trainables.protocol import REBUILT_KEY, STATE_FILE
+
+    space = get_space("aikd_ablation")
+    study = optuna.create_study()
+    ot = study.ask()
+    SpaceSuggester(space)(ot)
+    study.tell(ot, 3.0)
+    base = {"data.dataset": "digits", "model.name": "small_cnn", "epochs": 2, "method.name": "baseline"}
+    trainer = Trainer(TrainConfig.from_dict({**base, "seed": 0}).resolved())
+    trainer.train_epoch()
+    trial_dir = tmp_path / "trial_def456"
+    save_checkpoint_state(trial_dir / "checkpoint_000000", [trainer], [0])
+    (trial_dir / "checkpoint_000001").mkdir()
+    (trial_dir / "checkpoint_000001" / (STATE_FILE + ".part")).write_bytes(b"cut")
+    assert restore_trial_logs(trial_dir, study.trials[0], {"base": base, "name": "killed"}, space) == 1
+    rows = [json.loads(x) for x in (trial_dir / "result.json").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1] and rows[0][REBUILT_KEY] == "checkpoint_000000"
+    assert rows[0]["val_error"] == pytest.approx(trainer.history[0]["val_error"])
+
+
 # ---- a crashed trial is retried from its checkpoint; a NaN trial fails alone -----------------------------------
 
 FAULT_SAMPLES, FAULT_EPOCHS = 2, 3

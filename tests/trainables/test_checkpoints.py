@@ -13,8 +13,9 @@ from ray.tune.schedulers.async_hyperband import _Bracket
 from aikd.config import TrainConfig
 from aikd.train import Trainer, fit
 from search.plan import decision_epochs, study_schedule
+from search.report import best_weights
 from trainables.checkpoints import DEFAULT_EVERY, TrialReporter, checkpoint_payload, write_payload
-from trainables.protocol import STATE_FILE, WEIGHTS_FILE
+from trainables.protocol import STATE_FILE, WEIGHTS_FILE, newest_checkpoint
 
 
 @pytest.mark.parametrize("max_t, grace, rf", [(200, 20, 3.0), (9, 1, 3.0), (3, 1, 3.0), (100, 10, 2.5), (50, 1, 2.0),
@@ -127,3 +128,26 @@ def test_a_write_that_fails_leaves_no_partial_file(tmp_path):
     with pytest.raises(Exception):
         write_payload(payload, str(tmp_path / "checkpoint_000000"))
     assert sorted(os.listdir(tmp_path / "checkpoint_000000")) == []
+
+
+def test_newest_checkpoint_skips_a_write_cut_short(tmp_path):
+    """A folder whose write was cut (only `state.pt.part`, or nothing yet) was never registered: the newest complete
+    one is the trial's newest checkpoint; Ray's zero-padded names order numerically (9 before 10)."""
+    trial = tmp_path / "trial_x"
+    assert newest_checkpoint(trial) is None
+    for i, w in ((9, 9.0), (10, 10.0)):
+        write_payload({"states": [{"model": {"w": torch.full((2,), w)}}], "seeds": [0]},
+                      str(trial / f"checkpoint_{i:06d}"), last=True)
+    (trial / "checkpoint_000011").mkdir()
+    (trial / "checkpoint_000011" / (STATE_FILE + ".part")).write_bytes(b"PK\x03\x04 cut")
+    (trial / "checkpoint_000012").mkdir()
+    assert newest_checkpoint(trial) == trial / "checkpoint_000010"
+    row = {"dir": str(trial)}
+    out = best_weights(row, tmp_path / "best.pt")  # what the report logs as the best trial's model
+    assert torch.equal(torch.load(out, weights_only=True)["w"], torch.full((2,), 10.0))
+    os.remove(trial / "checkpoint_000010" / WEIGHTS_FILE)  # a checkpoint from before the last epoch: from its state
+    out = best_weights(row, tmp_path / "best2.pt")
+    assert torch.equal(torch.load(out, weights_only=True)["w"], torch.full((2,), 10.0))
+    for i in (9, 10):
+        os.remove(trial / f"checkpoint_{i:06d}" / STATE_FILE)
+    assert newest_checkpoint(trial) is None and best_weights(row, tmp_path / "none.pt") is None
