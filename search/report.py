@@ -249,7 +249,7 @@ def optuna_plots(space, study_name: str, journal: Path, out_dir: Path) -> list[P
 
 
 def best_weights(row, out_path: Path) -> Path | None:
-    """The best trial's model weights (first seed), from its last checkpoint: the weights file the trial wrote
+    """The best trial's model weights (first seed), from its newest complete checkpoint: the weights file it wrote
     there (linked, else copied), or, from a checkpoint written without one, taken out of its state with torch."""
     newest = newest_checkpoint(row["dir"])
     if newest is None:
