@@ -102,15 +102,14 @@ out["ray_shutdown_s"] = time.perf_counter() - t0
 print("RESULT " + json.dumps(out))
 """
 
-# The bare-Tune side: Ray started as search.cluster.connect starts it (the driver's environment, from the parent,
-# holds the same Tune and Ray variables), the same configurations trained and reported each epoch, nothing else.
+# The bare-Tune side: Ray started by the CLI's own `search.cluster.connect`, with the Tune variables the CLI sets
+# (`TUNE_DEFAULTS`), the same configurations trained and reported each epoch, nothing else.
 BARE_TUNE = r"""
-import json, os, sys, tempfile
-root, config_file, conc = sys.argv[1], sys.argv[2], int(sys.argv[3])
-import ray
+import argparse, json, os, sys, tempfile
+config_file, conc = sys.argv[1], int(sys.argv[2])
 from ray import tune
-from ray._private import ray_constants
-ray_constants.ENABLE_RAY_CLUSTER = False  # (search.cluster.keep_ray_on_loopback)
+from search.cluster import TUNE_DEFAULTS, connect
+os.environ.update(TUNE_DEFAULTS)
 
 def trainable(config):
     from aikd.config import TrainConfig
@@ -124,8 +123,7 @@ def trainable(config):
     trainer.final_metrics()
 
 configs = json.load(open(config_file))
-ray.init(address="local", num_cpus=conc, include_dashboard=False, log_to_driver=False,
-         _node_ip_address="127.0.0.1", runtime_env={"env_vars": {"PYTHONPATH": root}})
+ray = connect(argparse.Namespace(address=None, num_cpus=conc, num_gpus=None))
 with tempfile.TemporaryDirectory() as d:
     grid = tune.Tuner(tune.with_resources(trainable, {"cpu": 1}), param_space={"flat": tune.grid_search(configs)},
                       tune_config=tune.TuneConfig(max_concurrent_trials=conc, reuse_actors=True),
@@ -316,12 +314,10 @@ def run_plain(args, configs: list[dict], tmp: Path) -> dict:
 
 def run_bare_tune(args, configs: list[dict], tmp: Path) -> dict:
     """The same configurations through a bare local Ray Tune (BARE_TUNE), in a fresh process."""
-    from search.cluster import TUNE_DEFAULTS
     cfg_file = tmp / "bare_configs.json"
     cfg_file.write_text(json.dumps(configs))
-    env = {**_env(), **TUNE_DEFAULTS, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_prestart_worker_first_driver": "0"}
-    wall, out, cpu = _run([PY, "-c", BARE_TUNE, str(ROOT), str(cfg_file), str(args.concurrency)], env=env,
-                          label="bare tune", cwd=tmp)
+    wall, out, cpu = _run([PY, "-c", BARE_TUNE, str(cfg_file), str(args.concurrency)], label="bare tune",
+                          cwd=tmp)
     return {"wall_s": wall, "cpu_s": cpu, "train_s": _result_line(out)}
 
 
@@ -360,6 +356,18 @@ def print_sides(runs: dict, args) -> None:
           f"{runs['cli']['cpu_s'] / runs['plain']['cpu_s']:.2f}"
           + (f", with fresh workers {runs['cli_fresh']['cpu_s'] / runs['plain']['cpu_s']:.2f}"
              if "cli_fresh" in runs else ""))
+
+
+def one_round(args, tmp: Path, name: str) -> dict:
+    """The CLI (workers reused), then the plain loop and, unless --no-bare, bare Ray Tune on its trials' configs."""
+    wait_for_quiet(args.max_load, tries=3)
+    runs = {"cli": run_cli(args, tmp, name, reuse=True)}
+    wait_for_quiet(args.max_load, tries=3)
+    runs["plain"] = run_plain(args, runs["cli"]["configs"], tmp)
+    if not args.no_bare:
+        wait_for_quiet(args.max_load, tries=3)
+        runs["bare"] = run_bare_tune(args, runs["cli"]["configs"], tmp)
+    return runs
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -409,34 +417,18 @@ def main(argv=None) -> None:
                 print(f"bare Tune function trial ({name:9s}): {args.trials} trials in {a:5.1f}s = {a / waves:4.1f}s "
                       f"per trial slot; reuse_actors=True {b:5.1f}s = {b / waves:4.1f}s")
 
-        runs = {}
-        wait_for_quiet(args.max_load, tries=3)
-        runs["cli"] = run_cli(args, tmp, "overhead", reuse=True)
-        configs = runs["cli"]["configs"]
-        wait_for_quiet(args.max_load, tries=3)
-        runs["plain"] = run_plain(args, configs, tmp)
-        if not args.no_bare:
-            wait_for_quiet(args.max_load, tries=3)
-            runs["bare"] = run_bare_tune(args, configs, tmp)
+        runs = one_round(args, tmp, "overhead")
         if not args.no_fresh_variant:
             wait_for_quiet(args.max_load, tries=3)
             runs["cli_fresh"] = run_cli(args, tmp, "overhead_fresh", reuse=False)
-
         print_sides(runs, args)
-        ratios = [runs["cli"]["wall_s"] / runs["plain"]["wall_s"]]
-        floors = [runs["bare"]["wall_s"] / runs["plain"]["wall_s"]] if "bare" in runs else []
-        for k in range(2, args.rounds + 1):  # the round again, in the same order as above
-            wait_for_quiet(args.max_load, tries=3)
-            again = {"cli": run_cli(args, tmp, f"overhead_r{k}", reuse=True)}
-            wait_for_quiet(args.max_load, tries=3)
-            again["plain"] = run_plain(args, again["cli"]["configs"], tmp)
-            if not args.no_bare:
-                wait_for_quiet(args.max_load, tries=3)
-                again["bare"] = run_bare_tune(args, again["cli"]["configs"], tmp)
-                floors.append(again["bare"]["wall_s"] / again["plain"]["wall_s"])
+        rounds = [runs]
+        for k in range(2, args.rounds + 1):  # the round again, in the same order
+            rounds.append(one_round(args, tmp, f"overhead_r{k}"))
             print(f"\nround {k}:")
-            print_sides(again, args)
-            ratios.append(again["cli"]["wall_s"] / again["plain"]["wall_s"])
+            print_sides(rounds[-1], args)
+        ratios = [r["cli"]["wall_s"] / r["plain"]["wall_s"] for r in rounds]
+        floors = [r["bare"]["wall_s"] / r["plain"]["wall_s"] for r in rounds if "bare" in r]
         if not args.no_long:
             long_args = argparse.Namespace(**{**vars(args), "trials": args.long_trials, "epochs": args.long_epochs})
             data = write_fake_cifar100(tmp / "cifar", args.long_n, max(100, args.long_n // 5))
